@@ -1,0 +1,5 @@
+import sys
+
+from edgeport.cli import main
+
+sys.exit(main())

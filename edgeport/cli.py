@@ -1,0 +1,208 @@
+"""The `edgeport` command: a thin layer over the Python API. Handlers parse, call by keyword, print.
+
+Every EdgeportError is caught here once and printed as one line with exit code 2.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+
+from edgeport.errors import ConfigError, EdgeportError
+
+
+def _add_train_args(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--model", default=None, help="model name (default: default; see `edgeport models`)")
+    p.add_argument("--epochs", type=int, default=None, help="training epochs (default 8)")
+    p.add_argument("--batch-size", type=int, default=None)
+    p.add_argument("--seed", type=int, default=None)
+    p.add_argument("--data-dir", default=None, help="folder of IDX files (default: bundled MNIST)")
+    p.add_argument("--train-limit", type=int, default=None, help="use only the first N training images")
+    p.add_argument("--val-size", type=int, default=None, help="validation images carved from the end of train (5000)")
+    p.add_argument("--test-limit", type=int, default=None, help="use only the first N test images")
+    p.add_argument("--quick", action="store_true", help="small subset and one epoch: a smoke run of the same path")
+
+
+def _add_bench_args(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--runs", type=int, default=None, help="timed batch-1 runs per artifact (default 200)")
+    p.add_argument("--warmup", type=int, default=None, help="untimed runs first (default 20)")
+    p.add_argument("--threads", type=int, default=None, help="engine threads (default: engine's choice)")
+
+
+def _targets(value: str | None):
+    return tuple(t.strip() for t in value.split(",") if t.strip()) if value else None
+
+
+def _configs(args):
+    """Build (train, export, bench) configs from defaults, --quick, then explicit flags, in that order."""
+    from dataclasses import replace
+
+    from edgeport.export.export import ExportConfig
+    from edgeport.pipeline import BenchConfig, quick_configs
+    from edgeport.train.fit import TrainConfig
+
+    tc, ec, bc = quick_configs() if getattr(args, "quick", False) else (TrainConfig(), ExportConfig(), BenchConfig())
+    tflags = {"model": "model", "epochs": "epochs", "batch_size": "batch_size", "seed": "seed",
+              "data_dir": "data_dir", "train_limit": "train_limit", "test_limit": "test_limit",
+              "val_size": "val_size"}
+    tc = replace(tc, **{f: getattr(args, a) for a, f in tflags.items() if getattr(args, a, None) is not None})
+    if getattr(args, "targets", None):
+        ec = replace(ec, targets=_targets(args.targets))
+    if getattr(args, "calibration_size", None) is not None:
+        ec = replace(ec, calibration_size=args.calibration_size)
+    bflags = {"runs": "runs", "warmup": "warmup", "threads": "threads"}
+    bc = replace(bc, **{f: getattr(args, a) for a, f in bflags.items() if getattr(args, a, None) is not None})
+    return tc, ec, bc
+
+
+def cmd_run(args) -> int:
+    from edgeport.pipeline import run_pipeline
+    from edgeport.runtime.report import print_table
+
+    tc, ec, bc = _configs(args)
+    out = Path(args.out) if args.out else Path("runs") / (args.name or ("quick" if args.quick else "mnist"))
+    report = run_pipeline(out, train_cfg=tc, export_cfg=ec, bench_cfg=bc)
+    print_table(report)
+    print(f"report: {out / 'report.md'} ({report['pipeline_seconds']:.0f} s)")
+    return 0 if all(r["status"] == "ok" for r in report["artifacts"]) else 1
+
+
+def cmd_train(args) -> int:
+    from edgeport.pipeline import clear_downstream
+    from edgeport.train.fit import train
+
+    tc, _, _ = _configs(args)
+    out = Path(args.out)
+    from edgeport import io
+
+    clear_downstream(io.ensure_writable_dir(out))
+    result = train(tc, out)
+    print(f"model: {result.model_path}  test accuracy {result.test_accuracy:.2%}  ({result.seconds:.0f} s)")
+    return 0
+
+
+def cmd_export(args) -> int:
+    from edgeport.export.export import export_run
+
+    _, ec, _ = _configs(args)
+    path = export_run(args.run_dir, ec)
+    from edgeport.manifest import read_manifest
+
+    for a in read_manifest(args.run_dir)["artifacts"]:
+        print(f"{a['name']:<20} {a['path']:<34} {a['bytes'] / 1024:8.1f} KB")
+    print(f"manifest: {path}")
+    return 0
+
+
+def _eval_or_bench(args, bench: bool) -> int:
+    from edgeport.runtime.report import print_table, write_report
+
+    _, _, bc = _configs(args)
+    target = Path(args.path)
+    if target.is_dir():
+        from edgeport.pipeline import evaluate_run
+
+        report = evaluate_run(target, bc if bench else None)
+        write_report(target, report)
+    else:
+        report = evaluate_files([target], data_dir=args.data_dir, bench_cfg=bc if bench else None,
+                                limit=args.test_limit)
+    if getattr(args, "json", False):
+        print(json.dumps(report, indent=2))
+    else:
+        print_table(report)
+    return 0 if all(r["status"] == "ok" for r in report["artifacts"]) else 1
+
+
+def evaluate_files(paths, data_dir=None, bench_cfg=None, limit=None) -> dict:
+    """Evaluate (and benchmark) loose model files, ours or not, on a labelled IDX test set."""
+    from edgeport.runtime import load
+    from edgeport.train.data import load_dataset
+
+    data = load_dataset(data_dir, test_limit=limit)
+    rows = []
+    for p in paths:
+        model = load(p, threads=bench_cfg.threads if bench_cfg else None)
+        ev = model.evaluate(data.test_images, data.test_labels)
+        row = {"name": Path(p).name, "format": model.format, "precision": model.input.dtype, "path": str(p),
+               "bytes": Path(p).stat().st_size, "status": "ok", **ev.to_dict()}
+        if bench_cfg is not None:
+            b = model.benchmark(data.test_images[0], runs=bench_cfg.runs, warmup=bench_cfg.warmup)
+            row.update(benchmark=b.to_dict(), latency_ms=b.latency_ms)
+        rows.append(row)
+    return {"run": ", ".join(str(p) for p in paths), "dataset": {"source": data.source,
+            "test_images": len(data.test_images)}, "reference": {}, "artifacts": rows}
+
+
+def cmd_models(args) -> int:
+    from edgeport.export.targets import TARGETS, target_names
+    from edgeport.train.models import MODELS
+
+    print("models:  " + ", ".join(sorted(MODELS)))
+    print("targets:")
+    for name in target_names():
+        print(f"  {name:<16} {TARGETS[name].description}")
+    return 0
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="edgeport", description=__doc__.splitlines()[0])
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    p = sub.add_parser("run", help="train, export, evaluate and benchmark in one go")
+    _add_train_args(p)
+    _add_bench_args(p)
+    p.add_argument("--name", default=None, help="run name: output goes to runs/NAME (default: mnist)")
+    p.add_argument("--out", default=None, help="output folder (overrides --name)")
+    p.add_argument("--targets", default=None, help="comma-separated export targets (see `edgeport models`)")
+    p.add_argument("--calibration-size", type=int, default=None, help="int8 calibration images (default 500)")
+    p.set_defaults(fn=cmd_run)
+
+    p = sub.add_parser("train", help="train a model into a run folder")
+    _add_train_args(p)
+    p.add_argument("--out", required=True, help="run folder to write")
+    p.set_defaults(fn=cmd_train)
+
+    p = sub.add_parser("export", help="export a run folder's model.keras and write manifest.json")
+    p.add_argument("run_dir")
+    p.add_argument("--targets", default=None, help="comma-separated export targets")
+    p.add_argument("--calibration-size", type=int, default=None)
+    p.set_defaults(fn=cmd_export)
+
+    for name, bench in (("eval", False), ("bench", True)):
+        p = sub.add_parser(name, help=f"{'evaluate' if not bench else 'evaluate and benchmark'} a run folder "
+                                      "or one .tflite/.onnx file (TensorFlow not needed)")
+        p.add_argument("path", help="run folder (with manifest.json) or a model file")
+        p.add_argument("--data-dir", default=None, help="labelled IDX test data for a loose file (default MNIST)")
+        p.add_argument("--test-limit", type=int, default=None, help="first N test images only (loose files)")
+        p.add_argument("--json", action="store_true", help="print the report as JSON")
+        _add_bench_args(p)
+        p.set_defaults(fn=lambda a, b=bench: _eval_or_bench(a, b))
+
+    p = sub.add_parser("models", help="list model names and export targets")
+    p.set_defaults(fn=cmd_models)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    try:
+        for flag in ("epochs", "runs", "train_limit", "test_limit", "calibration_size", "threads"):
+            value = getattr(args, flag, None)
+            if value is not None and value < (0 if flag == "warmup" else 1):
+                raise ConfigError(f"--{flag.replace('_', '-')} must be >= 1, got {value}")
+        return args.fn(args)
+    except EdgeportError as exc:
+        print(f"edgeport: error: {exc}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print("edgeport: interrupted; finished files are complete, unfinished ones were not written",
+              file=sys.stderr)
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,43 @@
+"""TF-free runtime: load any exported .tflite / .onnx file and predict, evaluate or benchmark it.
+
+    from edgeport.runtime import load
+    model = load("runs/mnist/artifacts/tflite_int8.tflite")
+    probs = model.predict(uint8_images)            # (N, 10) probabilities
+    ev = model.evaluate(images, labels)            # accuracy, confusion matrix
+    bench = model.benchmark(runs=200)              # batch-1 latency percentiles
+
+Only numpy, onnxruntime and ai-edge-litert are imported (each only when its format is loaded).
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from edgeport.runtime.base import BenchResult, Evaluation, Model, TensorSpec
+
+from edgeport.errors import ModelFileError
+
+# suffix -> (module, class): the one table of formats the runtime can open.
+BACKENDS = {
+    ".tflite": ("edgeport.runtime.litert", "LiteRTModel"),
+    ".onnx": ("edgeport.runtime.onnxrt", "OnnxModel"),
+}
+
+
+def load(path: str | Path, threads: int | None = None) -> Model:
+    """Open a model file by its suffix. Missing, truncated or foreign files raise ModelFileError."""
+    import importlib
+
+    p = Path(path)
+    if p.suffix.lower() not in BACKENDS:
+        raise ModelFileError(f"{p}: unknown model format {p.suffix or '(no suffix)'!r}; expected one of "
+                             f"{', '.join(BACKENDS)}")
+    if not p.is_file():
+        raise ModelFileError(f"{p}: model file not found")
+    if p.stat().st_size == 0:
+        raise ModelFileError(f"{p}: model file is empty")
+    module, cls = BACKENDS[p.suffix.lower()]
+    return getattr(importlib.import_module(module), cls)(p, threads=threads)
+
+
+__all__ = ["BACKENDS", "BenchResult", "Evaluation", "Model", "TensorSpec", "load"]

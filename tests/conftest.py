@@ -1,0 +1,45 @@
+"""Shared fixtures: one tiny model trained and exported once per session, on a small MNIST subset."""
+
+from __future__ import annotations
+
+import os
+
+os.environ.setdefault("TF_USE_LEGACY_KERAS", "1")
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+
+from pathlib import Path  # noqa: E402
+
+import pytest  # noqa: E402
+
+# Small but real: ~2k images, one epoch of the tiny CNN. Enough for int8 calibration and agreement checks.
+TINY_TRAIN = dict(model="tiny", epochs=1, train_limit=2500, val_size=500, test_limit=300, batch_size=64)
+
+
+@pytest.fixture(scope="session")
+def tiny_run(tmp_path_factory) -> Path:
+    """A run folder with model.keras, reference.npz, train.json and the default exports + manifest."""
+    pytest.importorskip("tensorflow")
+    from edgeport.export.export import ExportConfig, export_run
+    from edgeport.train.fit import TrainConfig, train
+
+    run = tmp_path_factory.mktemp("tiny_run")
+    train(TrainConfig(**TINY_TRAIN), run)
+    export_run(run, ExportConfig(calibration_size=64, validation_size=64))
+    return run
+
+
+@pytest.fixture(scope="session")
+def artifacts(tiny_run) -> dict[str, Path]:
+    """name -> path of every artifact in the tiny run's manifest."""
+    from edgeport.manifest import read_manifest
+
+    return {a["name"]: tiny_run / a["path"] for a in read_manifest(tiny_run)["artifacts"]}
+
+
+@pytest.fixture(scope="session")
+def mnist_test():
+    """(uint8 images, labels): the first 300 bundled MNIST test images."""
+    from edgeport.train.data import load_dataset
+
+    d = load_dataset(test_limit=300, train_limit=1000, val_size=100)
+    return d.test_images, d.test_labels

@@ -1,0 +1,121 @@
+import gzip
+import shutil
+import struct
+
+import numpy as np
+import pytest
+from edgeport.train import data
+
+from edgeport.errors import DataError
+
+
+def write_idx(path, array: np.ndarray, compress=True):
+    header = bytes([0, 0, 8, array.ndim]) + b"".join(struct.pack(">I", d) for d in array.shape)
+    raw = header + array.astype(np.uint8).tobytes()
+    path.write_bytes(gzip.compress(raw) if compress else raw)
+
+
+def make_idx_dir(tmp_path, n_train=60, n_test=20, size=28, compress=True, names="t10k"):
+    rng = np.random.default_rng(0)
+    ext = ".gz" if compress else ""
+    write_idx(tmp_path / f"train-images-idx3-ubyte{ext}", rng.integers(0, 256, (n_train, size, size)), compress)
+    write_idx(tmp_path / f"train-labels-idx1-ubyte{ext}", rng.integers(0, 10, n_train), compress)
+    write_idx(tmp_path / f"{names}-images-idx3-ubyte{ext}", rng.integers(0, 256, (n_test, size, size)), compress)
+    write_idx(tmp_path / f"{names}-labels-idx1-ubyte{ext}", rng.integers(0, 10, n_test), compress)
+    return tmp_path
+
+
+def test_bundled_mnist_is_the_real_dataset():
+    d = data.load_dataset()
+    assert d.train_images.shape == (55000, 28, 28) and d.val_images.shape == (5000, 28, 28)
+    assert d.test_images.shape == (10000, 28, 28) and d.test_images.dtype == np.uint8
+    assert d.num_classes == 10 and d.source == "bundled MNIST"
+    # the published class counts of the MNIST test set
+    assert np.bincount(d.test_labels).tolist() == [980, 1135, 1032, 1010, 982, 892, 958, 1028, 974, 1009]
+
+
+def test_validation_split_is_fixed_and_disjoint():
+    a, b = data.load_dataset(), data.load_dataset()
+    assert np.array_equal(a.val_images, b.val_images)
+    full = data.read_idx(data.BUNDLED_DIR / "train-images-idx3-ubyte.gz")
+    assert np.array_equal(a.val_images, full[-5000:]) and np.array_equal(a.train_images, full[:-5000])
+
+
+def test_normalise_gives_float_nhwc_in_unit_range():
+    x = data.normalise(np.array([[[0, 255]]], dtype=np.uint8))
+    assert x.dtype == np.float32 and x.shape == (1, 1, 2, 1) and x.min() == 0.0 and x.max() == 1.0
+
+
+def test_checksum_mismatch_is_an_error(tmp_path, monkeypatch):
+    for f in data.BUNDLED_DIR.glob("*.gz"):
+        shutil.copy(f, tmp_path / f.name)
+    labels = tmp_path / "t10k-labels-idx1-ubyte.gz"
+    raw = bytearray(gzip.decompress(labels.read_bytes()))
+    raw[100] = (raw[100] + 1) % 10  # a plausible but wrong label: only the checksum can catch it
+    labels.write_bytes(gzip.compress(bytes(raw)))
+    monkeypatch.setattr(data, "BUNDLED_DIR", tmp_path)
+    with pytest.raises(DataError, match="MD5"):
+        data.load_dataset()
+
+
+@pytest.mark.parametrize("compress", [True, False])
+def test_any_idx_directory_loads(tmp_path, compress):
+    d = data.load_dataset(make_idx_dir(tmp_path, compress=compress), val_size=10)
+    assert d.train_images.shape == (50, 28, 28) and d.val_images.shape == (10, 28, 28)
+    assert d.test_images.shape == (20, 28, 28)
+
+
+def test_other_image_sizes_load(tmp_path):
+    d = data.load_dataset(make_idx_dir(tmp_path, size=32), val_size=10)
+    assert d.image_shape == (32, 32)
+
+
+def test_fashion_mnist_from_debian_if_installed():
+    root = "/usr/share/datasets/fashion-mnist"
+    import os
+
+    if not os.path.isdir(root):
+        pytest.skip("Debian's dataset-fashion-mnist is not installed")
+    d = data.load_dataset(root)
+    assert d.test_images.shape == (10000, 28, 28) and d.num_classes == 10
+
+
+def test_directory_without_idx_files(tmp_path):
+    (tmp_path / "readme.txt").write_text("nothing here")
+    with pytest.raises(DataError, match="missing train-images-idx3-ubyte"):
+        data.load_dataset(tmp_path)
+
+
+def test_missing_directory(tmp_path):
+    with pytest.raises(DataError, match="not found"):
+        data.load_dataset(tmp_path / "nope")
+
+
+def test_truncated_idx_file(tmp_path):
+    make_idx_dir(tmp_path, compress=False)
+    p = tmp_path / "train-images-idx3-ubyte"
+    p.write_bytes(p.read_bytes()[:-100])
+    with pytest.raises(DataError, match="header says"):
+        data.load_dataset(tmp_path, val_size=10)
+
+
+def test_corrupt_gzip(tmp_path):
+    make_idx_dir(tmp_path)
+    p = tmp_path / "t10k-images-idx3-ubyte.gz"
+    p.write_bytes(p.read_bytes()[:50])
+    with pytest.raises(DataError, match="t10k-images"):
+        data.load_dataset(tmp_path, val_size=10)
+
+
+def test_not_an_idx_file(tmp_path):
+    make_idx_dir(tmp_path)
+    (tmp_path / "train-labels-idx1-ubyte.gz").write_bytes(gzip.compress(b"hello world, not idx"))
+    with pytest.raises(DataError, match="magic"):
+        data.load_dataset(tmp_path, val_size=10)
+
+
+def test_label_count_mismatch(tmp_path):
+    make_idx_dir(tmp_path)
+    write_idx(tmp_path / "t10k-labels-idx1-ubyte.gz", np.zeros(5))
+    with pytest.raises(DataError, match="20 images but 5 labels"):
+        data.load_dataset(tmp_path, val_size=10)
