@@ -107,6 +107,8 @@ def _eval_or_bench(args, bench: bool) -> int:
         report = evaluate_run(target, bc if bench else None)
         write_report(target, report)
     else:
+        from edgeport.pipeline import evaluate_files
+
         report = evaluate_files([target], data_dir=args.data_dir, bench_cfg=bc if bench else None,
                                 limit=args.test_limit)
     if getattr(args, "json", False):
@@ -114,26 +116,6 @@ def _eval_or_bench(args, bench: bool) -> int:
     else:
         print_table(report)
     return 0 if all(r["status"] == "ok" for r in report["artifacts"]) else 1
-
-
-def evaluate_files(paths, data_dir=None, bench_cfg=None, limit=None) -> dict:
-    """Evaluate (and benchmark) loose model files, ours or not, on a labelled IDX test set."""
-    from edgeport.runtime import load
-    from edgeport.train.data import load_dataset
-
-    data = load_dataset(data_dir, test_limit=limit)
-    rows = []
-    for p in paths:
-        model = load(p, threads=bench_cfg.threads if bench_cfg else None)
-        ev = model.evaluate(data.test_images, data.test_labels)
-        row = {"name": Path(p).name, "format": model.format, "precision": model.input.dtype, "path": str(p),
-               "bytes": Path(p).stat().st_size, "status": "ok", **ev.to_dict()}
-        if bench_cfg is not None:
-            b = model.benchmark(data.test_images[0], runs=bench_cfg.runs, warmup=bench_cfg.warmup)
-            row.update(benchmark=b.to_dict(), latency_ms=b.latency_ms)
-        rows.append(row)
-    return {"run": ", ".join(str(p) for p in paths), "dataset": {"source": data.source,
-            "test_images": len(data.test_images)}, "reference": {}, "artifacts": rows}
 
 
 def cmd_models(args) -> int:

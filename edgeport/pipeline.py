@@ -120,6 +120,27 @@ def evaluate_run(run_dir: str | Path, bench_cfg: BenchConfig | None = BenchConfi
     }
 
 
+def evaluate_files(paths: list, data_dir: str | None = None, bench_cfg: BenchConfig | None = None,
+                   limit: int | None = None) -> dict:
+    """Evaluate (and benchmark) loose model files, ours or not, on a labelled IDX test set."""
+    from edgeport.runtime import load
+    from edgeport.train.data import load_dataset
+
+    data = load_dataset(data_dir, val_size=0, test_limit=limit)  # no training here: keep every image
+    rows = []
+    for p in paths:
+        model = load(p, threads=bench_cfg.threads if bench_cfg else None)
+        ev = model.evaluate(data.test_images, data.test_labels)
+        row = {"name": Path(p).name, "format": model.format, "precision": model.input.dtype, "path": str(p),
+               "bytes": Path(p).stat().st_size, "status": "ok", **ev.to_dict()}
+        if bench_cfg is not None:
+            b = model.benchmark(data.test_images[0], runs=bench_cfg.runs, warmup=bench_cfg.warmup)
+            row.update(benchmark=b.to_dict(), latency_ms=b.latency_ms)
+        rows.append(row)
+    return {"run": ", ".join(str(p) for p in paths), "dataset": {"source": data.source,
+            "test_images": len(data.test_images)}, "reference": {}, "artifacts": rows}
+
+
 def _read_reference(run: Path, labels: np.ndarray) -> np.ndarray | None:
     path = run / "reference.npz"
     if not path.exists():
