@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
+import sys
 
 os.environ.setdefault("TF_USE_LEGACY_KERAS", "1")  # tfmot rejects Keras 3 models; must precede the TF import
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
@@ -13,14 +15,36 @@ from edgeport.errors import MissingDependencyError, ModelFileError  # noqa: E402
 def import_tf():
     """Return (tensorflow, tf_keras), or raise naming the extra to install."""
     try:
-        import tensorflow as tf
-        import tf_keras as keras
+        with _quiet_native_stderr():
+            import tensorflow as tf
+            import tf_keras as keras
+
+            tf.config.list_physical_devices()  # probes CUDA now, while its "no GPU" noise is muted
     except ImportError as exc:
         raise MissingDependencyError(
             f"training and export need TensorFlow: pip install 'edgeport[train]' ({exc})"
         ) from None
     tf.get_logger().setLevel("ERROR")
     return tf, keras
+
+
+@contextlib.contextmanager
+def _quiet_native_stderr():
+    """Mute file descriptor 2 while TensorFlow loads: its C++ logging (oneDNN, cuInit on CPU-only machines)
+    starts before TF_CPP_MIN_LOG_LEVEL is read. Python exceptions are unaffected. EDGEPORT_VERBOSE=1 keeps it."""
+    if os.environ.get("EDGEPORT_VERBOSE") or "tensorflow" in sys.modules:
+        yield
+        return
+    sys.stderr.flush()
+    saved = os.dup(2)
+    devnull = os.open(os.devnull, os.O_WRONLY)
+    os.dup2(devnull, 2)
+    try:
+        yield
+    finally:
+        os.dup2(saved, 2)
+        os.close(saved)
+        os.close(devnull)
 
 
 def load_keras_model(path) -> object:
