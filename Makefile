@@ -5,12 +5,17 @@ BIN := $(VENV)/bin
 
 .PHONY: setup run quick test lint clean
 
-setup: $(VENV)/.installed
+setup: $(VENV)/.installed web/node_modules/.package-lock.json
+
+# The browser runtimes of `edgeport serve` (onnxruntime-web, LiteRT.js), exactly as pinned in web/package-lock.json.
+web/node_modules/.package-lock.json: web/package-lock.json
+	@if command -v npm >/dev/null 2>&1; then cd web && npm ci --ignore-scripts --no-audit --no-fund; \
+	else echo "npm not found: skipping web/ (edgeport serve's page and tests/web need it)"; fi
 
 $(VENV)/.installed: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --upgrade pip
-	$(BIN)/python -m pip install --quiet -e ".[train,micro,dev]"
+	$(BIN)/python -m pip install --quiet -e ".[train,micro,serve,dev]"
 	touch $@
 
 run: setup  ## train, compress, export, evaluate and benchmark into runs/mnist/

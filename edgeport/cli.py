@@ -28,7 +28,10 @@ def _add_train_args(p: argparse.ArgumentParser) -> None:
 def _add_bench_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--runs", type=int, default=None, help="timed batch-1 runs per artifact (default 200)")
     p.add_argument("--warmup", type=int, default=None, help="untimed runs first (default 20)")
-    p.add_argument("--threads", type=int, default=None, help="engine threads (default: engine's choice)")
+    p.add_argument("--threads", default=None, help="comma-separated engine thread counts to measure (default 1,2)")
+    p.add_argument("--batch-sizes", default=None, help="comma-separated throughput batch sizes (default 1,32,256)")
+    p.add_argument("--time-budget", type=float, default=None,
+                   help="seconds per latency/throughput measurement instead of a fixed --runs count")
 
 
 def _targets(value: str | None):
@@ -52,9 +55,34 @@ def _configs(args):
         ec = replace(ec, targets=_targets(args.targets))
     if getattr(args, "calibration_size", None) is not None:
         ec = replace(ec, calibration_size=args.calibration_size)
-    bflags = {"runs": "runs", "warmup": "warmup", "threads": "threads"}
+    bflags = {"runs": "runs", "warmup": "warmup", "time_budget": "time_budget_s"}
     bc = replace(bc, **{f: getattr(args, a) for a, f in bflags.items() if getattr(args, a, None) is not None})
+    for flag in ("threads", "batch_sizes"):
+        if getattr(args, flag, None) is not None:
+            bc = replace(bc, **{flag: _int_list(getattr(args, flag), "--" + flag.replace("_", "-"))})
     return tc, ec, bc
+
+
+def _int_list(value: str, flag: str) -> tuple[int, ...]:
+    try:
+        return tuple(int(v) for v in value.split(",") if v.strip())
+    except ValueError:
+        raise ConfigError(f"{flag} takes comma-separated whole numbers, e.g. 1,2; got {value!r}") from None
+
+
+def _recipe(args, by_default: bool):
+    """The recipe to run: --recipe FILE ("default": the packaged one), or with `by_default` and no --targets the
+    default recipe (the full compression matrix); None: plain --targets export."""
+    if args.recipe and args.targets:
+        raise ConfigError("--recipe and --targets both choose what to export; give one of them")
+    if not args.recipe and (args.targets or not by_default):
+        return None
+    from edgeport.export.recipe import load_recipe
+
+    recipe = load_recipe(args.recipe)
+    if args.calibration_size is not None and recipe.sets("calibration_size"):
+        raise ConfigError(f"--calibration-size conflicts with calibration_size in {recipe.source}; set it in one place")
+    return recipe
 
 
 def cmd_run(args) -> int:
@@ -62,8 +90,9 @@ def cmd_run(args) -> int:
     from edgeport.runtime.report import print_table
 
     tc, ec, bc = _configs(args)
+    recipe = _recipe(args, by_default=True)
     out = Path(args.out) if args.out else Path("runs") / (args.name or ("quick" if args.quick else "mnist"))
-    report = run_pipeline(out, train_cfg=tc, export_cfg=ec, bench_cfg=bc)
+    report = run_pipeline(out, train_cfg=tc, export_cfg=ec, bench_cfg=bc, recipe=recipe)
     print_table(report)
     print(f"report: {out / 'report.md'} ({report['pipeline_seconds']:.0f} s)")
     return 0 if all(r["status"] == "ok" for r in report["artifacts"]) else 1
@@ -87,7 +116,7 @@ def cmd_export(args) -> int:
     from edgeport.export.export import export_run
 
     _, ec, _ = _configs(args)
-    path = export_run(args.run_dir, ec)
+    path = export_run(args.run_dir, ec, recipe=_recipe(args, by_default=False))
     from edgeport.manifest import read_manifest
 
     for a in read_manifest(args.run_dir)["artifacts"]:
@@ -118,6 +147,46 @@ def _eval_or_bench(args, bench: bool) -> int:
     return 0 if all(r["status"] == "ok" for r in report["artifacts"]) else 1
 
 
+def cmd_predict(args) -> int:
+    from edgeport.runtime.predict import predict_files
+
+    result = predict_files(args.model, args.images, top=args.top, preprocess=not args.no_preprocess)
+    for note in result.notes:
+        print(f"edgeport: note: {note}", file=sys.stderr)
+    if args.json:
+        print(json.dumps(result.to_dict(), indent=2))
+    for p in result.predictions:
+        if p.error is not None:
+            print(f"edgeport: error: {p.error}", file=sys.stderr)
+        elif not args.json:
+            print(f"{p.path}: " + "  ".join(f"{label} {prob:6.1%}" for label, prob in p.top))
+    return 2 if any(p.error is not None for p in result.predictions) else 0
+
+
+def cmd_serve(args) -> int:
+    from edgeport.serve import ServeConfig, serve
+
+    serve(args.run_dir, ServeConfig(host=args.host, port=args.port))
+    return 0
+
+
+def cmd_verify(args) -> int:
+    from edgeport.verify import VerifyConfig, verify_run
+
+    verdict = verify_run(args.run_dir, VerifyConfig(max_drop=args.max_drop, min_agreement=args.min_agreement))
+    if args.json:
+        print(json.dumps(verdict.to_dict(), indent=2))
+    else:
+        for a in verdict.artifacts:
+            acc = "-" if a.accuracy is None else f"{a.accuracy:.2%}"
+            agr = "-" if a.agreement is None else f"{a.agreement:.2%}"
+            print(f"{'PASS' if a.passed else 'FAIL'}  {a.name:<24} accuracy {acc:>7}  agreement {agr:>7}")
+    for a in verdict.artifacts:
+        if not a.passed:
+            print(f"edgeport: verify failed: {a.name}: {'; '.join(a.reasons)}", file=sys.stderr)
+    return 0 if verdict.passed else 1
+
+
 def cmd_models(args) -> int:
     from edgeport.export.targets import TARGETS, target_names
     from edgeport.train.models import MODELS
@@ -140,6 +209,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--out", default=None, help="output folder (overrides --name)")
     p.add_argument("--targets", default=None, help="comma-separated export targets (see `edgeport models`)")
     p.add_argument("--calibration-size", type=int, default=None, help="int8 calibration images (default 500)")
+    p.add_argument("--recipe", default=None, help="compression recipe TOML (default: the packaged full matrix "
+                                                  "unless --targets is given)")
     p.set_defaults(fn=cmd_run)
 
     p = sub.add_parser("train", help="train a model into a run folder")
@@ -149,8 +220,9 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("export", help="export a run folder's model.keras and write manifest.json")
     p.add_argument("run_dir")
-    p.add_argument("--targets", default=None, help="comma-separated export targets")
+    p.add_argument("--targets", "--target", default=None, help="comma-separated export targets (c-array: C array)")
     p.add_argument("--calibration-size", type=int, default=None)
+    p.add_argument("--recipe", default=None, help="compression recipe TOML, or 'default' for the full matrix")
     p.set_defaults(fn=cmd_export)
 
     for name, bench in (("eval", False), ("bench", True)):
@@ -163,6 +235,31 @@ def build_parser() -> argparse.ArgumentParser:
         _add_bench_args(p)
         p.set_defaults(fn=lambda a, b=bench: _eval_or_bench(a, b))
 
+    p = sub.add_parser("predict", help="classify image files with a .tflite/.onnx model (TensorFlow not needed)")
+    p.add_argument("model", help="a .tflite or .onnx file; labels and normalisation are read from it")
+    p.add_argument("images", nargs="+", help="image files (PNG, JPEG, ...); any size, dark-on-light or not")
+    p.add_argument("--top", type=int, default=3, help="classes to show per image (default 3)")
+    p.add_argument("--no-preprocess", action="store_true",
+                   help="images are already MNIST-like (model-sized, light ink on dark): no crop/scale/centre")
+    p.add_argument("--json", action="store_true", help="print the predictions as JSON")
+    p.set_defaults(fn=cmd_predict)
+
+    p = sub.add_parser("serve", help="local web page that runs the run's exported files in the browser")
+    p.add_argument("run_dir", help="run folder with manifest.json")
+    p.add_argument("--host", default="127.0.0.1", help="address to listen on (default 127.0.0.1: this machine only)")
+    p.add_argument("--port", type=int, default=8000, help="TCP port (default 8000)")
+    p.set_defaults(fn=cmd_serve)
+
+    p = sub.add_parser("verify", help="CI gate: fail unless every exported file keeps the reference's accuracy "
+                                      "and answers (TensorFlow not needed)")
+    p.add_argument("run_dir", help="run folder with manifest.json and reference.npz")
+    p.add_argument("--max-drop", type=float, default=0.3,
+                   help="largest accuracy drop vs the Keras reference, in percentage points (default 0.3)")
+    p.add_argument("--min-agreement", type=float, default=0.995,
+                   help="smallest top-1 agreement with the reference, a fraction (default 0.995)")
+    p.add_argument("--json", action="store_true", help="print the verdict as JSON")
+    p.set_defaults(fn=cmd_verify)
+
     p = sub.add_parser("models", help="list model names and export targets")
     p.set_defaults(fn=cmd_models)
     return parser
@@ -172,7 +269,7 @@ def main(argv: list[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
     try:
-        for flag in ("epochs", "runs", "train_limit", "test_limit", "calibration_size", "threads"):
+        for flag in ("epochs", "runs", "train_limit", "test_limit", "calibration_size"):
             value = getattr(args, flag, None)
             if value is not None and value < (0 if flag == "warmup" else 1):
                 raise ConfigError(f"--{flag.replace('_', '-')} must be >= 1, got {value}")
@@ -180,8 +277,14 @@ def main(argv: list[str] | None = None) -> int:
     except EdgeportError as exc:
         print(f"edgeport: error: {exc}", file=sys.stderr)
         return 2
-    except KeyboardInterrupt:
-        print("edgeport: interrupted; finished files are complete, unfinished ones were not written",
+    except KeyboardInterrupt as exc:
+        partial = getattr(exc, "partial", None)  # a benchmark interrupted: show what it measured so far
+        if partial is not None:
+            from edgeport.runtime.report import print_partial
+
+            print_partial(partial, as_json=getattr(args, "json", False))
+        print("edgeport: interrupted; finished files are complete, unfinished ones were not written"
+              + ("; the measurements so far are above (no report written)" if partial is not None else ""),
               file=sys.stderr)
         return 130
 

@@ -3,7 +3,7 @@
 Each stage reads what the previous one wrote into the run folder, so each can also run alone:
     train:   model.keras, history.json, curves.png, reference.npz, train.json
     export:  artifacts/*.tflite|*.onnx, manifest.json (written last)
-    report:  report.json, report.md (written last)
+    report:  report.json, report.md, report.html (written last)
 `evaluate_run` imports no TensorFlow: it needs only the runtime and the numpy data loader.
 """
 
@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import platform
 import time
-from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -19,15 +18,9 @@ import numpy as np
 from edgeport import io
 from edgeport.errors import EdgeportError, OutputError
 from edgeport.manifest import MANIFEST, read_manifest
+from edgeport.runtime.bench import BenchConfig  # re-exported: the settings live with the benchmark
 
-DOWNSTREAM = (MANIFEST, "report.json", "report.md")  # describe an older model once training starts again
-
-
-@dataclass(frozen=True)
-class BenchConfig:
-    runs: int = 200  # timed batch-1 inferences per artifact
-    warmup: int = 20  # untimed inferences before timing
-    threads: int | None = None  # engine threads; None: the engine's default
+DOWNSTREAM = (MANIFEST, "report.json", "report.md", "report.html")  # describe an older model once training restarts
 
 
 def quick_configs():
@@ -45,8 +38,11 @@ def clear_downstream(run_dir: Path) -> None:
         (run_dir / name).unlink(missing_ok=True)
 
 
-def run_pipeline(out_dir: str | Path, train_cfg=None, export_cfg=None, bench_cfg: BenchConfig = BenchConfig()) -> dict:
-    """Train, export, evaluate and benchmark into `out_dir`; return the report (also written to disk)."""
+def run_pipeline(out_dir: str | Path, train_cfg=None, export_cfg=None, bench_cfg: BenchConfig = BenchConfig(),
+                 recipe=None) -> dict:
+    """Train, export, evaluate and benchmark into `out_dir`; return the report (also written to disk).
+
+    `recipe` (edgeport.export.recipe.load_recipe) makes the compression variants instead of `export_cfg.targets`."""
     from edgeport.export.export import ExportConfig, export_run
     from edgeport.runtime.report import write_report
     from edgeport.train.fit import TrainConfig, train
@@ -57,7 +53,7 @@ def run_pipeline(out_dir: str | Path, train_cfg=None, export_cfg=None, bench_cfg
     clear_downstream(out)
     t0 = time.perf_counter()
     train(train_cfg, out)
-    export_run(out, export_cfg)
+    export_run(out, export_cfg, recipe=recipe)
     report = evaluate_run(out, bench_cfg)
     report["pipeline_seconds"] = round(time.perf_counter() - t0, 1)
     write_report(out, report)
@@ -72,6 +68,8 @@ def evaluate_run(run_dir: str | Path, bench_cfg: BenchConfig | None = BenchConfi
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
     from edgeport.runtime import load
+    from edgeport.runtime.bench import Interrupted, benchmark_file, headline
+    from edgeport.runtime.fidelity import compare, confusion_matrix
     from edgeport.train.data import load_dataset
 
     run = Path(run_dir)
@@ -83,7 +81,27 @@ def evaluate_run(run_dir: str | Path, bench_cfg: BenchConfig | None = BenchConfi
     reference = _read_reference(run, labels)
     model_file = run / "model.keras"
     ref_accuracy = float((reference.argmax(1) == labels).mean()) if reference is not None else None
-    rows = []
+    rows, predictions = [], {} if reference is None else {"reference": reference.argmax(1)}
+    report = {
+        "run": run.name,
+        "created": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
+        "dataset": {"source": data.source, "test_images": int(len(images)),
+                    "subset": cfg.get("test_limit") is not None, "data_dir": cfg.get("data_dir"),
+                    "test_limit": cfg.get("test_limit")},
+        "reference": {"accuracy": ref_accuracy, "path": model_file.name if model_file.exists() else None,
+                      "bytes": model_file.stat().st_size if model_file.exists() else None,
+                      "gzip_bytes": io.gzip_size(model_file) if model_file.exists() else None,
+                      "model_name": train_info.get("model_name")},
+        "bench": None if bench_cfg is None else bench_cfg.to_dict(),
+        "artifacts": rows,
+        "environment": {"python": platform.python_version(), "machine": platform.machine(),
+                        "cpus": _cpu_count(), **(manifest.get("packages") or {})},
+    }
+    if reference is not None:
+        ref_confusion = confusion_matrix(labels, reference.argmax(1), max(reference.shape[1], int(labels.max()) + 1))
+        report["reference"]["confusion"] = ref_confusion.tolist()
+        report["reference"]["per_class_accuracy"] = [float(ref_confusion[i, i] / t) if t else None
+                                                     for i, t in enumerate(ref_confusion.sum(axis=1))]
     with Progress(TextColumn("{task.description:<28}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
                   transient=True) as progress:
         for entry in manifest["artifacts"]:
@@ -91,54 +109,61 @@ def evaluate_run(run_dir: str | Path, bench_cfg: BenchConfig | None = BenchConfi
             row = {k: entry.get(k) for k in ("name", "format", "precision", "path", "bytes", "gzip_bytes")}
             row["lineage"] = entry.get("lineage", {})
             try:
-                model = load(run / entry["path"], threads=bench_cfg.threads if bench_cfg else None)
+                model = load(run / entry["path"])
                 ev = model.evaluate(images, labels, reference,
                                     progress=lambda n, t=task: progress.update(t, completed=n))
                 row.update(status="ok", **ev.to_dict())
+                predictions[entry["name"]] = ev.predictions
                 if bench_cfg is not None:
                     progress.update(task, description=f"bench {entry['name']}")
-                    b = model.benchmark(images[0], runs=bench_cfg.runs, warmup=bench_cfg.warmup)
-                    row.update(benchmark=b.to_dict(), latency_ms=b.latency_ms)
+                    row["benchmark"] = benchmark_file(run / entry["path"], images, bench_cfg)
+                    row.update(headline(row["benchmark"]))
             except EdgeportError as exc:
                 row.update(status="failed", error=str(exc))
+            except KeyboardInterrupt as exc:  # keep what was measured: the CLI prints it, nothing is written
+                partial = getattr(exc, "partial", None)
+                row.update(status="interrupted", benchmark=partial, **(headline(partial) if partial else {}))
+                rows.append(row)
+                report["interrupted"] = True
+                raise Interrupted(report) from None
             progress.remove_task(task)
             rows.append(row)
-    return {
-        "run": run.name,
-        "created": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
-        "dataset": {"source": data.source, "test_images": int(len(images)),
-                    "subset": cfg.get("test_limit") is not None},
-        "reference": {"accuracy": ref_accuracy, "path": model_file.name if model_file.exists() else None,
-                      "bytes": model_file.stat().st_size if model_file.exists() else None,
-                      "gzip_bytes": io.gzip_size(model_file) if model_file.exists() else None,
-                      "model_name": train_info.get("model_name")},
-        "bench": None if bench_cfg is None else {"runs": bench_cfg.runs, "warmup": bench_cfg.warmup,
-                                                 "threads": bench_cfg.threads, "batch": 1},
-        "artifacts": rows,
-        "environment": {"python": platform.python_version(), "machine": platform.machine(),
-                        "cpus": _cpu_count(), **(manifest.get("packages") or {})},
-    }
+    report["fidelity"] = compare(predictions, labels)
+    return report
 
 
 def evaluate_files(paths: list, data_dir: str | None = None, bench_cfg: BenchConfig | None = None,
                    limit: int | None = None) -> dict:
     """Evaluate (and benchmark) loose model files, ours or not, on a labelled IDX test set."""
     from edgeport.runtime import load
+    from edgeport.runtime.bench import Interrupted, benchmark_file, check_images_fit, headline
+    from edgeport.runtime.fidelity import compare
     from edgeport.train.data import load_dataset
 
     data = load_dataset(data_dir, val_size=0, test_limit=limit)  # no training here: keep every image
-    rows = []
+    rows, predictions = [], {}
+    report = {"run": ", ".join(str(p) for p in paths), "dataset": {"source": data.source,
+              "test_images": len(data.test_images), "data_dir": data_dir, "test_limit": limit},
+              "reference": {}, "bench": None if bench_cfg is None else bench_cfg.to_dict(), "artifacts": rows}
     for p in paths:
-        model = load(p, threads=bench_cfg.threads if bench_cfg else None)
+        model = load(p)
+        check_images_fit(model, data.test_images, data.source, data_dir is None)
         ev = model.evaluate(data.test_images, data.test_labels)
         row = {"name": Path(p).name, "format": model.format, "precision": model.input.dtype, "path": str(p),
-               "bytes": Path(p).stat().st_size, "status": "ok", **ev.to_dict()}
+               "bytes": Path(p).stat().st_size, "gzip_bytes": io.gzip_size(p), "status": "ok", **ev.to_dict()}
+        predictions[row["name"]] = ev.predictions
         if bench_cfg is not None:
-            b = model.benchmark(data.test_images[0], runs=bench_cfg.runs, warmup=bench_cfg.warmup)
-            row.update(benchmark=b.to_dict(), latency_ms=b.latency_ms)
+            try:
+                row["benchmark"] = benchmark_file(p, data.test_images, bench_cfg)
+            except KeyboardInterrupt as exc:
+                partial = getattr(exc, "partial", None)
+                rows.append(row | {"status": "interrupted", "benchmark": partial,
+                                   **(headline(partial) if partial else {})})
+                raise Interrupted(report | {"interrupted": True}) from None
+            row.update(headline(row["benchmark"]))
         rows.append(row)
-    return {"run": ", ".join(str(p) for p in paths), "dataset": {"source": data.source,
-            "test_images": len(data.test_images)}, "reference": {}, "artifacts": rows}
+    report["fidelity"] = compare(predictions, data.test_labels)
+    return report
 
 
 def _read_reference(run: Path, labels: np.ndarray) -> np.ndarray | None:

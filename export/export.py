@@ -49,6 +49,7 @@ class ExportContext:
     data_dir: str | None
     _calib: np.ndarray | None = field(default=None, repr=False)
     calibration_image_shape: tuple[int, ...] | None = None
+    metadata: dict[str, str] = field(default_factory=dict)  # embedded in every file (export/metadata.py)
 
     def calibration_images(self) -> np.ndarray:
         """float32 (N, H, W, 1) in [0, 1], the first `calibration_size` images of the chosen split."""
@@ -68,17 +69,22 @@ def export_model(model_path: str | Path, run_dir: str | Path, cfg: ExportConfig 
     """Convert one .keras model to each target in `cfg.targets`; return validated artifacts."""
     from edgeport.export.targets import get_target
     from edgeport.runtime import load
-    from edgeport.train.tf import import_tf, load_keras_model
+    from edgeport.train.compress import load_model  # .keras in safe mode, or a QAT weights pair
+    from edgeport.train.tf import import_tf
 
     cfg.validate()
     targets = [get_target(t) for t in cfg.targets]  # unknown names fail before any work
     out = io.ensure_writable_dir(Path(run_dir) / ARTIFACTS_DIR)
     tf, _ = import_tf()
-    model = load_keras_model(model_path)
+    model = load_model(model_path)
     ctx = ExportContext(tf=tf, cfg=cfg, data_dir=data_dir)
     data = load_dataset(data_dir, test_limit=cfg.validation_size)
     sample_u8 = data.test_images
     ref = model.predict(normalise(sample_u8), verbose=0)
+    from edgeport.export.metadata import build_metadata, embed_metadata
+
+    file_metadata = build_metadata(model, (training or {}).get("model"), data.source)  # embedded in every file
+    ctx.metadata = file_metadata
     artifacts = []
     for target in targets:
         name = f"{prefix}{target.name}"
@@ -92,6 +98,7 @@ def export_model(model_path: str | Path, run_dir: str | Path, cfg: ExportConfig 
                 raise
             except Exception as exc:  # converters raise anything; the user needs the target and one line
                 raise ExportError(f"{name}: conversion failed ({_first_line(exc)})") from None
+            metadata = embed_metadata(tmp, target.format, file_metadata)
             validation = _validate(tmp, target, load, sample_u8, ref, name)
             described = load(tmp).describe()
         seconds = time.perf_counter() - t0
@@ -103,6 +110,7 @@ def export_model(model_path: str | Path, run_dir: str | Path, cfg: ExportConfig 
             lineage={"source_model": str(Path(model_path).name), "training": training or {"method": "float"},
                      "conversion": {"target": target.name, **conversion, "seconds": round(seconds, 2)}},
             validation=validation,
+            metadata=metadata,
         ))
     return artifacts
 
@@ -131,8 +139,15 @@ def _validate(path: Path, target, load, sample_u8: np.ndarray, ref: np.ndarray, 
     return result
 
 
-def export_run(run_dir: str | Path, cfg: ExportConfig = ExportConfig()) -> Path:
-    """Export the run folder's model.keras to every target and write manifest.json; return its path."""
+def export_run(run_dir: str | Path, cfg: ExportConfig = ExportConfig(), recipe=None) -> Path:
+    """Export the run folder's model.keras to every target and write manifest.json; return its path.
+
+    With a recipe (edgeport.export.recipe.Recipe) its variants replace `cfg.targets`: each training-time method
+    is fine-tuned, then exported; `cfg` still gives the settings the recipe leaves unset."""
+    if recipe is not None:
+        from edgeport.export.recipe import export_recipe
+
+        return export_recipe(run_dir, recipe, cfg)
     run = Path(run_dir)
     train_info = io.read_json(run / "train.json", "training record (train.json)") if (run / "train.json").exists() \
         else {}

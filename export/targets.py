@@ -41,6 +41,7 @@ def register(name: str, *, format: str, precision: str, suffix: str, description
 
 def get_target(name: str) -> Target:
     _load_converters()
+    name = name.replace("-", "_")  # the CLI accepts c-array as well as c_array
     if name not in TARGETS:
         raise ConfigError(f"unknown export target {name!r}; expected one of: {', '.join(sorted(TARGETS))}")
     return TARGETS[name]
@@ -53,4 +54,4 @@ def target_names() -> list[str]:
 
 def _load_converters() -> None:
     """Import the converter modules so their @register calls fill TARGETS (they import TF only on use)."""
-    from edgeport.export import onnx_export, tflite_export  # noqa: F401
+    from edgeport.export import c_array, onnx_export, tflite_export, web_export  # noqa: F401

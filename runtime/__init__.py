@@ -21,23 +21,35 @@ from edgeport.errors import ModelFileError
 BACKENDS = {
     ".tflite": ("edgeport.runtime.litert", "LiteRTModel"),
     ".onnx": ("edgeport.runtime.onnxrt", "OnnxModel"),
+    ".c": ("edgeport.runtime.tflm", "TflmModel"),  # a C array export, run by TFLM (extra `micro`)
+}
+# load(..., backend=NAME) overrides the suffix: e.g. run a .tflite file in TFLM instead of LiteRT.
+NAMED_BACKENDS = {
+    "litert": ("edgeport.runtime.litert", "LiteRTModel"),
+    "onnxruntime": ("edgeport.runtime.onnxrt", "OnnxModel"),
+    "tflm": ("edgeport.runtime.tflm", "TflmModel"),
 }
 
 
-def load(path: str | Path, threads: int | None = None) -> Model:
-    """Open a model file by its suffix. Missing, truncated or foreign files raise ModelFileError."""
+def load(path: str | Path, threads: int | None = None, backend: str | None = None) -> Model:
+    """Open a model file by its suffix (or with the named `backend`). Missing, truncated or foreign files
+    raise ModelFileError."""
     import importlib
 
+    from edgeport.errors import ConfigError
+
     p = Path(path)
-    if p.suffix.lower() not in BACKENDS:
+    if backend is not None and backend not in NAMED_BACKENDS:
+        raise ConfigError(f"unknown runtime backend {backend!r}; expected one of: {', '.join(NAMED_BACKENDS)}")
+    if backend is None and p.suffix.lower() not in BACKENDS:
         raise ModelFileError(f"{p}: unknown model format {p.suffix or '(no suffix)'!r}; expected one of "
                              f"{', '.join(BACKENDS)}")
     if not p.is_file():
         raise ModelFileError(f"{p}: model file not found")
     if p.stat().st_size == 0:
         raise ModelFileError(f"{p}: model file is empty")
-    module, cls = BACKENDS[p.suffix.lower()]
+    module, cls = NAMED_BACKENDS[backend] if backend else BACKENDS[p.suffix.lower()]
     return getattr(importlib.import_module(module), cls)(p, threads=threads)
 
 
-__all__ = ["BACKENDS", "BenchResult", "Evaluation", "Model", "TensorSpec", "load"]
+__all__ = ["BACKENDS", "NAMED_BACKENDS", "BenchResult", "Evaluation", "Model", "TensorSpec", "load"]

@@ -57,6 +57,17 @@ class LiteRTModel(Model):
         self._interp.invoke()
         return self._interp.get_tensor(self._out_index)
 
+    def raw_call(self, x: np.ndarray):
+        self._invoke(x)  # resize to x's batch once, outside the timed calls
+        interp, i, o = self._interp, self._in_index, self._out_index
+
+        def call():  # the three LiteRT calls benchmark_model would time, nothing else
+            interp.set_tensor(i, x)
+            interp.invoke()
+            return interp.get_tensor(o)
+
+        return call
+
 
 def read_metadata(path: Path) -> dict:
     """Key/value metadata embedded in the file; `{}` when it has none (files edgeport did not write)."""

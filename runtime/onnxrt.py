@@ -47,3 +47,7 @@ class OnnxModel(Model):
 
     def _invoke(self, x: np.ndarray) -> np.ndarray:
         return self._sess.run(self._out_names, {self._in_name: x})[0]
+
+    def raw_call(self, x: np.ndarray):
+        run, names, feed = self._sess.run, self._out_names, {self._in_name: x}
+        return lambda: run(names, feed)

@@ -1,4 +1,7 @@
-"""Turn measurements into report.json, report.md and a terminal table. No TensorFlow, no data loading."""
+"""Turn measurements into report.json, report.md, report.html and a terminal table. No TensorFlow.
+
+report.html (report_html.py) embeds its plots and reloads the test images for the disagreement grid.
+"""
 
 from __future__ import annotations
 
@@ -16,13 +19,24 @@ COLUMNS = [  # (header, key, format): the one definition of the table, used by t
     ("agreement", "agreement", "{:.2%}"),
     ("max |dp|", "max_abs_diff", "{:.1e}"),
     ("p50 ms", "p50", "{:.3f}"),
+    ("p99 ms", "p99", "{:.3f}"),
+    ("GMAC/s", "gmacs_per_s", "{:.2f}"),
+    ("best img/s", "best_images_per_s", "{:,.0f}"),
 ]
+LATENCY_KEYS = ("p50", "p99")  # table columns read from the row's latency_ms
+
+BENCH_HEADERS = ["artifact", "threads", "load ms", "first ms", "mean ms", "std", "p50", "p90", "p95", "p99",
+                 "overhead x", "predict x", "img/s by batch", "MACs", "GMAC/s", "peak RSS MB"]
+BENCH_NOTE = ("Latency: batch 1 after warm-up, ms. overhead x = edgeport's engine call / the raw engine call "
+              "(LiteRT set_tensor+invoke+get_tensor, onnxruntime run), p50 of interleaved calls, target <= 1.05; "
+              "predict x = the full Model.predict (image scaling, quantisation, softmax check) / the raw call. "
+              "MACs per image from the graph (dense). GMAC/s = MACs / p50. Peak RSS: the whole process.")
 
 
 def _cells(row: dict) -> list[str]:
     out = []
     for _, key, fmt in COLUMNS:
-        value = (row.get("latency_ms") or {}).get("p50") if key == "p50" else row.get(key)
+        value = (row.get("latency_ms") or {}).get(key) if key in LATENCY_KEYS else row.get(key)
         if value is None:
             out.append("-" if row.get("status", "ok") == "ok" else row.get("status", "-"))
         elif key in ("bytes", "gzip_bytes"):
@@ -40,24 +54,106 @@ def reference_row(report: dict) -> list[str]:
     return _cells(row)
 
 
-def to_markdown(report: dict) -> str:
+def summary_line(report: dict) -> str:
     ref = report.get("reference") or {}
-    lines = [f"# edgeport report: {report.get('run', '')}", ""]
     ds = report.get("dataset") or {}
-    lines.append(f"Test set: {ds.get('test_images', '?')} images from {ds.get('source', '?')}. "
-                 f"Reference Keras accuracy: {ref.get('accuracy', float('nan')):.2%}.")
-    lines.append("Agreement = share of test images with the same top-1 class as the Keras model; max |dp| = "
-                 "largest probability difference. Latency: batch 1, median of timed runs after warm-up.")
-    lines += ["", "| " + " | ".join(h for h, _, _ in COLUMNS) + " |", "|" + "---|" * len(COLUMNS)]
-    lines.append("| " + " | ".join(reference_row(report)) + " |")
-    for row in report.get("artifacts", []):
-        lines.append("| " + " | ".join(_cells(row)) + " |")
+    acc = ref.get("accuracy")
+    return (f"Test set: {ds.get('test_images', '?')} images from {ds.get('source', '?')}"
+            f"{' (a subset)' if ds.get('subset') else ''}. "
+            + (f"Reference Keras accuracy: {acc:.2%}. " if acc is not None else "")
+            + "Agreement = share of test images with the same top-1 class as the Keras model; max |dp| = "
+            "largest probability difference. Latency: batch 1, after warm-up, first thread count measured.")
+
+
+def _f(v, fmt: str = "{:.3f}") -> str:
+    return "-" if v is None else fmt.format(v)
+
+
+def bench_rows(report: dict) -> list[list[str]]:
+    """One row per artifact and thread count: the benchmark detail table (markdown and HTML)."""
+    out = []
+    for r in report.get("artifacts", []):
+        b = r.get("benchmark") or {}
+        macs = (b.get("macs") or {}).get("macs")
+        peak = (b.get("memory") or {}).get("peak_rss_mb")
+        for e in b.get("by_threads", []):
+            lat = e.get("latency_ms") or {}
+            ov = e.get("overhead") or {}
+            tput = ", ".join(f"{t['batch']}: " + (f"{t['images_per_s']:,.0f}" if t.get("images_per_s") else
+                                                  "n/a" if t.get("note") else "-") for t in e.get("throughput", []))
+            out.append([r["name"] + (" (interrupted)" if b.get("interrupted") else ""), str(e.get("threads")),
+                        _f(e.get("load_ms"), "{:.1f}"), _f(e.get("first_ms")), _f(lat.get("mean")),
+                        _f(lat.get("std")), _f(lat.get("p50")), _f(lat.get("p90")), _f(lat.get("p95")),
+                        _f(lat.get("p99")), _f(ov.get("ratio")), _f(ov.get("predict_ratio"), "{:.2f}"), tput,
+                        _f(macs, "{:,}"), _f(e.get("gmacs_per_s"), "{:.2f}"), _f(peak, "{:.0f}")])
+    return out
+
+
+def _md_table(headers: list[str], rows: list[list[str]]) -> list[str]:
+    return (["| " + " | ".join(headers) + " |", "|" + "---|" * len(headers)]
+            + ["| " + " | ".join(str(c) for c in r) + " |" for r in rows])
+
+
+def reference_rows(report: dict) -> list[list[str]]:
+    """The Keras reference's table row, or none when there is no reference (loose files)."""
+    return [reference_row(report)] if (report.get("reference") or {}).get("accuracy") is not None else []
+
+
+def to_markdown(report: dict) -> str:
+    lines = [f"# edgeport report: {report.get('run', '')}", "", summary_line(report), ""]
+    lines += _md_table([h for h, _, _ in COLUMNS], reference_rows(report) + [_cells(r) for r in
+                                                                             report.get("artifacts", [])])
     failed = [r for r in report.get("artifacts", []) if r.get("status", "ok") != "ok"]
     if failed:
         lines += ["", "## Failures", ""] + [f"- **{r['name']}**: {r.get('error', r['status'])}" for r in failed]
+    if bench_rows(report):
+        lines += ["", "## Benchmark", "", BENCH_NOTE, ""] + _md_table(BENCH_HEADERS, bench_rows(report))
+        notes = {t["note"] for r in report.get("artifacts", []) for e in (r.get("benchmark") or {}).get(
+            "by_threads", []) for t in e.get("throughput", []) if t.get("note")}
+        lines += [""] + [f"- throughput n/a: {n}" for n in sorted(notes)] if notes else []
+    fid = report.get("fidelity") or {}
+    if fid.get("names"):
+        names = fid["names"]
+        lines += ["", "## Fidelity", "", "Pairwise top-1 agreement (share of test images):", ""]
+        lines += _md_table([""] + names, [[n] + [f"{v:.2%}" for v in row]
+                                          for n, row in zip(names, fid["pairwise_agreement"], strict=True)])
+        ok = [r for r in report.get("artifacts", []) if r.get("per_class_accuracy")]
+        if ok:
+            lines += ["", "Per-class accuracy:", ""]
+            lines += _md_table(["artifact"] + [str(c) for c in range(len(ok[0]["per_class_accuracy"]))],
+                               [[r["name"]] + [f"{v:.1%}" if v == v else "-" for v in r["per_class_accuracy"]]
+                                for r in ok])
+        dis = fid["disagreements"]
+        lines += ["", f"Images on which the files disagree: **{dis['count']}** ({dis.get('all_wrong', 0)} fool every "
+                  "file). Test-set indices" + (" (first ones)" if dis["truncated"] else "") + ": "
+                  + (", ".join(str(i) for i in dis["indices"][:200]) or "none")
+                  + (" ..." if len(dis["indices"]) > 200 else "") + ". Plots and the image grid: report.html."]
+    lines += micro_lines(report)
     if report.get("environment"):
         lines += ["", "## Environment", ""] + [f"- {k}: {v}" for k, v in report["environment"].items()]
     return "\n".join(lines) + "\n"
+
+
+def micro_lines(report: dict) -> list[str]:
+    """The microcontroller section: flash, the tensor arena TFLM recorded, and accuracy under TFLM vs LiteRT."""
+    rows = [r for r in report.get("artifacts", []) if "arena_bytes" in ((r.get("lineage") or {}).get("conversion")
+                                                                          or {})]
+    if not rows:
+        return []
+    litert = {r["name"]: r.get("accuracy") for r in report.get("artifacts", []) if r.get("format") == "tflite"}
+    out = []
+    for r in rows:
+        c = r["lineage"]["conversion"]
+        ref = litert.get(r["name"].replace("c_array", "tflite_int8"))
+        acc = r.get("accuracy")
+        delta = f"{(acc - ref) * 100:+.2f} pt" if acc is not None and ref is not None else "-"
+        out.append([r["name"], f"{c['flash_bytes']:,}", f"{c['arena_bytes']:,}", f"{c.get('arena_min_bytes', 0):,}",
+                    ", ".join(c.get("ops", [])), f"{acc:.2%}" if acc is not None else r.get("status", "-"), delta])
+    note = ("Flash = the model bytes in the C array; arena = what TFLM's RecordingMicroAllocator recorded after one "
+            "inference (reference kernels, on the host); smallest = bisection check. Accuracy runs the C array's "
+            "bytes in TFLM, compared with the same int8 model in LiteRT.")
+    return ["", "## Microcontroller (TFLM)", "", note, ""] + _md_table(
+        ["artifact", "flash bytes", "arena bytes", "smallest arena", "ops", "TFLM accuracy", "vs LiteRT int8"], out)
 
 
 def print_table(report: dict) -> None:
@@ -67,7 +163,8 @@ def print_table(report: dict) -> None:
     table = Table(title=f"edgeport: {report.get('run', '')}")
     for header, key, _ in COLUMNS:
         table.add_column(header, justify="left" if key in ("name", "format", "precision") else "right")
-    table.add_row(*reference_row(report), style="dim")
+    for row in reference_rows(report):
+        table.add_row(*row, style="dim")
     for row in report.get("artifacts", []):
         table.add_row(*_cells(row), style=None if row.get("status", "ok") == "ok" else "red")
     import sys
@@ -75,6 +172,22 @@ def print_table(report: dict) -> None:
     Console(width=None if sys.stdout.isatty() else 160).print(table)
 
 
-def write_report(run_dir: str | Path, report: dict) -> tuple[Path, Path]:
+def print_partial(report: dict, as_json: bool = False) -> None:
+    """What an interrupted evaluate/bench measured so far: the table plus the benchmark detail."""
+    if as_json:
+        import json
+
+        print(json.dumps(report, indent=2, default=str))
+        return
+    print_table(report)
+    for r in bench_rows(report):
+        print("  " + "  ".join(f"{h}={c}" for h, c in zip(BENCH_HEADERS, r, strict=True)))
+
+
+def write_report(run_dir: str | Path, report: dict) -> tuple[Path, Path, Path]:
+    """report.json, report.md and the self-contained report.html, each written atomically."""
+    from edgeport.runtime.report_html import to_html
+
     run = Path(run_dir)
-    return io.write_json(run / "report.json", report), io.write_text(run / "report.md", to_markdown(report))
+    return (io.write_json(run / "report.json", report), io.write_text(run / "report.md", to_markdown(report)),
+            io.write_text(run / "report.html", to_html(report, run)))

@@ -43,3 +43,22 @@ def mnist_test():
 
     d = load_dataset(test_limit=300, train_limit=1000, val_size=100)
     return d.test_images, d.test_labels
+
+
+# A small but accurate model (~98% on MNIST) for tests whose assertions need right answers, e.g. that
+# `edgeport predict` reads every sample image in examples/ correctly: the seed CNN, 2 epochs on 10k images.
+SEED_TRAIN = dict(model="seed", epochs=2, train_limit=10000, val_size=500, test_limit=500, batch_size=64)
+
+
+@pytest.fixture(scope="session")
+def seed_run(tmp_path_factory) -> Path:
+    """A run folder with the seed model exported to tflite_fp32, tflite_int8 and onnx_fp32."""
+    pytest.importorskip("tensorflow")
+    from edgeport.export.export import ExportConfig, export_run
+    from edgeport.train.fit import TrainConfig, train
+
+    run = tmp_path_factory.mktemp("seed_run")
+    train(TrainConfig(**SEED_TRAIN), run)
+    export_run(run, ExportConfig(targets=("tflite_fp32", "tflite_int8", "onnx_fp32"), calibration_size=200,
+                                 validation_size=128))
+    return run

@@ -122,12 +122,12 @@ def train(cfg: TrainConfig, out_dir: str | Path) -> TrainResult:
 
 def plot_history(history: dict[str, list[float]], path: Path, title: str = "") -> None:
     """Loss and accuracy curves, train and validation, side by side."""
-    import matplotlib
+    # A bare Figure, not pyplot: no backend switch (matplotlib.use("Agg") would break plots in a notebook
+    # that calls train), and nothing left in pyplot's figure list.
+    from matplotlib.figure import Figure
 
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    fig, axes = plt.subplots(1, 2, figsize=(10, 4))
+    fig = Figure(figsize=(10, 4))
+    axes = fig.subplots(1, 2)
     for ax, metric in zip(axes, ("loss", "accuracy"), strict=True):
         for key, label in ((metric, "train"), (f"val_{metric}", "validation")):
             if key in history:
@@ -140,7 +140,6 @@ def plot_history(history: dict[str, list[float]], path: Path, title: str = "") -
     fig.tight_layout()
     with io.atomic_path(path) as tmp:
         fig.savefig(tmp, dpi=100)
-    plt.close(fig)
 
 
 def package_versions() -> dict[str, str]:

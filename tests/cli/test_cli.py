@@ -20,7 +20,7 @@ def test_run_end_to_end_writes_report(tmp_path, capsys):
     out = tmp_path / "run"
     code = main(["run", "--out", str(out), "--model", "tiny", "--epochs", "1", "--train-limit", "1500",
                  "--val-size", "300", "--test-limit", "200", "--calibration-size", "32",
-                 "--runs", "5", "--warmup", "1"])
+                 "--runs", "5", "--warmup", "1", "--targets", "tflite_fp32,tflite_int8,onnx_fp32"])
     assert code == 0, capsys.readouterr().err
     report = json.loads((out / "report.json").read_text())
     assert 0 < report["reference"]["accuracy"] <= 1
@@ -103,7 +103,7 @@ def test_interrupted_run_leaves_nothing_that_looks_complete(tiny_run, tmp_path, 
         **{**targets.TARGETS["onnx_fp32"].__dict__, "fn": interrupted}))
     monkeypatch.setattr("edgeport.train.fit.train", lambda cfg, out: None)  # keep the trained model
     code = main(["run", "--out", str(run), "--test-limit", "300", "--train-limit", "2500",
-                 "--val-size", "500"])
+                 "--val-size", "500", "--targets", "tflite_fp32,tflite_int8,onnx_fp32"])
     assert code == 130
     assert not (run / "manifest.json").exists() and not (run / "report.json").exists()
     assert sorted(p.name for p in (run / "artifacts").iterdir()) == ["tflite_fp32.tflite", "tflite_int8.tflite"]

@@ -6,12 +6,15 @@ from edgeport.runtime import Model, load
 
 from edgeport.errors import InputError
 
-BACKENDS = ["tflite_fp32", "tflite_int8", "onnx_fp32"]
+BACKENDS = ["tflite_fp32", "tflite_int8", "onnx_fp32", "tflite_int8@tflm"]  # artifact[@runtime backend]
 
 
 @pytest.fixture(params=BACKENDS)
 def model(request, artifacts) -> Model:
-    return load(artifacts[request.param])
+    name, _, backend = request.param.partition("@")
+    if backend == "tflm":
+        pytest.importorskip("tflite_micro")
+    return load(artifacts[name], backend=backend or None)
 
 
 def test_predict_returns_probabilities(model, mnist_test):
