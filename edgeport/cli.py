@@ -90,7 +90,7 @@ def cmd_run(args) -> int:
     from edgeport.runtime.report import print_table
 
     tc, ec, bc = _configs(args)
-    recipe = _recipe(args, by_default=True)
+    recipe = _recipe(args, by_default=not args.quick)  # --quick: the three basic files unless --recipe is given
     out = Path(args.out) if args.out else Path("runs") / (args.name or ("quick" if args.quick else "mnist"))
     report = run_pipeline(out, train_cfg=tc, export_cfg=ec, bench_cfg=bc, recipe=recipe)
     print_table(report)

@@ -24,13 +24,15 @@ DOWNSTREAM = (MANIFEST, "report.json", "report.md", "report.html")  # describe a
 
 
 def quick_configs():
-    """The --quick settings: the same path on a small subset, for smoke runs (about a minute)."""
+    """The --quick settings: the same path (train, export, evaluate, benchmark, report) on a small subset, for smoke
+    runs under 90 s: the three basic targets (the CLI skips the full recipe unless --recipe is given), one thread,
+    batch 1."""
     from edgeport.export.export import ExportConfig
     from edgeport.train.fit import TrainConfig
 
-    return (TrainConfig(epochs=1, train_limit=6000, val_size=1000, test_limit=2000),
+    return (TrainConfig(epochs=2, batch_size=64, train_limit=12000, val_size=1000, test_limit=2000),  # ~98%
             ExportConfig(calibration_size=100, validation_size=128),
-            BenchConfig(runs=50, warmup=5))
+            BenchConfig(runs=50, warmup=5, threads=(1,), batch_sizes=(1,), throughput_runs=10, overhead_runs=50))
 
 
 def clear_downstream(run_dir: Path) -> None:

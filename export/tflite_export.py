@@ -22,21 +22,29 @@ def export_tflite_fp32(model, path: Path, ctx) -> dict:
 
 
 @register("tflite_int8", format="tflite", precision="int8", suffix=".tflite",
-          description="TFLite full-integer int8 (int8 input/output), calibrated on training images",
+          description="TFLite full-integer int8, int8 I/O, calibrated on training images (QAT: trained ranges)",
           atol=None, min_agreement=0.95)
 def export_tflite_int8(model, path: Path, ctx) -> dict:
+    return full_int8(_converter(model, ctx), model, path, ctx, int8_io=True)
+
+
+def full_int8(conv, model, path: Path, ctx, int8_io: bool) -> dict:
+    """Full-integer conversion with `conv` (any TFLiteConverter over `model`); int8 or float32 I/O at the edges.
+
+    The one place full-int8 settings live: tflite_int8, tflite_int8_float_io and web_tflite_int8 all call it."""
     tf = ctx.tf
-    conv = _converter(model, ctx)
     conv.optimizations = [tf.lite.Optimize.DEFAULT]
     qat = is_qat(model)
     if not qat:  # a QAT model's fake-quant ops already say int8 everywhere; the converter's INT8-only check wants data
         conv.representative_dataset = _representative(ctx)
         conv.target_spec.supported_ops = [tf.lite.OpsSet.TFLITE_BUILTINS_INT8]
-    conv.inference_input_type = tf.int8
-    conv.inference_output_type = tf.int8
+    if int8_io:  # otherwise float32: the converter adds quantise/dequantise ops at the edges
+        conv.inference_input_type = tf.int8
+        conv.inference_output_type = tf.int8
     path.write_bytes(conv.convert())
-    return {"converter": "tf.lite.TFLiteConverter.from_keras_model", "optimizations": ["DEFAULT"],
-            "supported_ops": "TFLITE_BUILTINS" if qat else "TFLITE_BUILTINS_INT8", "io": "int8", **_ranges(qat, ctx)}
+    return {"converter": type(conv).__name__, "optimizations": ["DEFAULT"],
+            "supported_ops": "TFLITE_BUILTINS" if qat else "TFLITE_BUILTINS_INT8",
+            "io": "int8" if int8_io else "float32", **_ranges(qat, ctx)}
 
 
 def is_qat(model) -> bool:
@@ -91,17 +99,7 @@ def export_tflite_dynamic_int8(model, path: Path, ctx) -> dict:
           description="TFLite full-integer int8 inside, float32 input/output, calibrated on training images",
           atol=None, min_agreement=0.95)
 def export_tflite_int8_float_io(model, path: Path, ctx) -> dict:
-    tf = ctx.tf
-    conv = _converter(model, ctx)
-    conv.optimizations = [tf.lite.Optimize.DEFAULT]
-    qat = is_qat(model)
-    if not qat:  # a QAT model's fake-quant ops already say int8 everywhere; the converter's INT8-only check wants data
-        conv.representative_dataset = _representative(ctx)
-        conv.target_spec.supported_ops = [tf.lite.OpsSet.TFLITE_BUILTINS_INT8]
-    path.write_bytes(conv.convert())  # inference_input/output_type left float32: quantise/dequantise ops at the edges
-    return {"converter": "tf.lite.TFLiteConverter.from_keras_model", "optimizations": ["DEFAULT"],
-            "supported_ops": "TFLITE_BUILTINS" if qat else "TFLITE_BUILTINS_INT8", "io": "float32",
-            **_ranges(qat, ctx)}
+    return full_int8(_converter(model, ctx), model, path, ctx, int8_io=False)
 
 
 @register("tflite_int16x8", format="tflite", precision="int16x8", suffix=".tflite",

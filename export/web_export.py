@@ -12,6 +12,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from edgeport.export.targets import register
+from edgeport.export.tflite_export import full_int8
 
 BROWSER_BATCH = 1  # LiteRT.js compiles a static shape; a dynamic batch dimension is refused
 
@@ -38,19 +39,5 @@ def export_web_tflite_fp32(model, path: Path, ctx) -> dict:
           description="TFLite int8 inside, float32 I/O, batch 1, for the browser (LiteRT.js)",
           atol=None, min_agreement=0.95)
 def export_web_tflite_int8(model, path: Path, ctx) -> dict:
-    tf = ctx.tf
-    conv = _batch1_converter(model, ctx)
-    conv.optimizations = [tf.lite.Optimize.DEFAULT]
-    calib = ctx.calibration_images()
-
-    def representative():
-        for i in range(len(calib)):
-            yield [calib[i : i + 1]]
-
-    conv.representative_dataset = representative
-    conv.target_spec.supported_ops = [tf.lite.OpsSet.TFLITE_BUILTINS_INT8]
-    # inference_input_type / inference_output_type stay float32: quantise and dequantise happen in the file.
-    path.write_bytes(conv.convert())
-    return {"converter": "tf.lite.TFLiteConverter.from_concrete_functions", "optimizations": ["DEFAULT"],
-            "supported_ops": "TFLITE_BUILTINS_INT8", "io": "float32", "batch": BROWSER_BATCH,
-            "calibration": ctx.calibration_info()}
+    # float32 I/O: LiteRT.js refuses int8 input tensors; quantise and dequantise happen inside the file.
+    return {**full_int8(_batch1_converter(model, ctx), model, path, ctx, int8_io=False), "batch": BROWSER_BATCH}

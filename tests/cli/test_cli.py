@@ -107,3 +107,21 @@ def test_interrupted_run_leaves_nothing_that_looks_complete(tiny_run, tmp_path, 
     assert code == 130
     assert not (run / "manifest.json").exists() and not (run / "report.json").exists()
     assert sorted(p.name for p in (run / "artifacts").iterdir()) == ["tflite_fp32.tflite", "tflite_int8.tflite"]
+
+
+def test_quick_is_the_basic_path_on_a_subset(monkeypatch, tmp_path):
+    """--quick: three basic files, small subset, one-thread batch-1 bench; --quick --recipe default: the matrix."""
+    seen = {}
+
+    def fake_run(out, train_cfg, export_cfg, bench_cfg, recipe):
+        seen.update(train=train_cfg, export=export_cfg, bench=bench_cfg, recipe=recipe)
+        return {"artifacts": [], "pipeline_seconds": 0.0, "run": "x", "reference": {}, "dataset": {}}
+
+    monkeypatch.setattr("edgeport.pipeline.run_pipeline", fake_run)
+    monkeypatch.setattr("edgeport.runtime.report.print_table", lambda report: None)
+    assert main(["run", "--quick", "--out", str(tmp_path / "q")]) == 0
+    assert seen["recipe"] is None and seen["export"].targets == ("tflite_fp32", "tflite_int8", "onnx_fp32")
+    assert seen["train"].train_limit and seen["train"].train_limit < 60000 and seen["train"].test_limit
+    assert seen["bench"].threads == (1,) and seen["bench"].batch_sizes == (1,)
+    assert main(["run", "--quick", "--recipe", "default", "--out", str(tmp_path / "q")]) == 0
+    assert len(seen["recipe"].artifact_names()) >= 15
