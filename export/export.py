@@ -157,15 +157,18 @@ def export_run(run_dir: str | Path, cfg: ExportConfig = ExportConfig(), recipe=N
                              training={"method": "float", "model": train_info.get("model_name")})
     from edgeport.train.fit import package_versions
 
-    return write_manifest(
-        run, artifacts,
-        created=time.strftime("%Y-%m-%dT%H:%M:%S%z"),
-        command=" ".join(shlex.quote(a) for a in sys.argv),
-        source_model={"path": model_path.name, "sha256": io.sha256_file(model_path),
-                      "model_name": train_info.get("model_name"), "test_accuracy": train_info.get("test_accuracy")},
-        export_config=asdict(cfg),
-        packages=package_versions(),
-    )
+    return write_manifest(run, artifacts, **manifest_header(model_path, train_info), export_config=asdict(cfg),
+                          packages=package_versions())
+
+
+def manifest_header(model_path: Path, train_info: dict) -> dict:
+    """The manifest fields every export writes: when, by which command, from which model."""
+    return {
+        "created": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
+        "command": " ".join(shlex.quote(a) for a in sys.argv),
+        "source_model": {"path": model_path.name, "sha256": io.sha256_file(model_path),
+                         "model_name": train_info.get("model_name"), "test_accuracy": train_info.get("test_accuracy")},
+    }
 
 
 def _first_line(exc: BaseException) -> str:

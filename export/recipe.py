@@ -19,13 +19,11 @@ every written file, and writes manifest.json last with each artifact's full line
 from __future__ import annotations
 
 import re
-import shlex
 import sys
-import time
 from dataclasses import asdict, dataclass, fields, replace
 from pathlib import Path
 
-from edgeport.export.export import ExportConfig, export_model
+from edgeport.export.export import ExportConfig, export_model, manifest_header
 from edgeport.train.compress import FINE_TUNE_SETTINGS, QUANTISED, SETTINGS, CompressConfig, Method
 
 from edgeport import io
@@ -216,11 +214,7 @@ def export_recipe(run_dir: str | Path, recipe: Recipe, cfg: ExportConfig = Expor
             art.lineage["file_weights"] = weight_stats(run / art.path)
             artifacts.append(art)
     return write_manifest(
-        run, artifacts,
-        created=time.strftime("%Y-%m-%dT%H:%M:%S%z"),
-        command=" ".join(shlex.quote(a) for a in sys.argv),
-        source_model={"path": model_path.name, "sha256": io.sha256_file(model_path),
-                      "model_name": train_info.get("model_name"), "test_accuracy": train_info.get("test_accuracy")},
+        run, artifacts, **manifest_header(model_path, train_info),
         export_config={k: v for k, v in asdict(cfg).items() if k != "targets"},  # the recipe names the targets
         recipe={"source": recipe.source, "settings": recipe.settings,
                 "variants": [{"name": v.name, **{f.name: getattr(v, f.name) for f in fields(v)
