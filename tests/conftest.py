@@ -18,13 +18,18 @@ TINY_TRAIN = dict(model="tiny", epochs=1, train_limit=2500, val_size=500, test_l
 @pytest.fixture(scope="session")
 def tiny_run(tmp_path_factory) -> Path:
     """A run folder with model.keras, reference.npz, train.json and the default exports + manifest."""
+    return _trained_run(tmp_path_factory, "tiny_run", TINY_TRAIN, calibration_size=64, validation_size=64)
+
+
+def _trained_run(tmp_path_factory, name: str, train_kwargs: dict, **export_kwargs) -> Path:
+    """Train with `train_kwargs` into a fresh temp folder, then export it with `export_kwargs`."""
     pytest.importorskip("tensorflow")
     from edgeport.export.export import ExportConfig, export_run
     from edgeport.train.fit import TrainConfig, train
 
-    run = tmp_path_factory.mktemp("tiny_run")
-    train(TrainConfig(**TINY_TRAIN), run)
-    export_run(run, ExportConfig(calibration_size=64, validation_size=64))
+    run = tmp_path_factory.mktemp(name)
+    train(TrainConfig(**train_kwargs), run)
+    export_run(run, ExportConfig(**export_kwargs))
     return run
 
 
@@ -53,12 +58,5 @@ SEED_TRAIN = dict(model="seed", epochs=2, train_limit=10000, val_size=500, test_
 @pytest.fixture(scope="session")
 def seed_run(tmp_path_factory) -> Path:
     """A run folder with the seed model exported to tflite_fp32, tflite_int8 and onnx_fp32."""
-    pytest.importorskip("tensorflow")
-    from edgeport.export.export import ExportConfig, export_run
-    from edgeport.train.fit import TrainConfig, train
-
-    run = tmp_path_factory.mktemp("seed_run")
-    train(TrainConfig(**SEED_TRAIN), run)
-    export_run(run, ExportConfig(targets=("tflite_fp32", "tflite_int8", "onnx_fp32"), calibration_size=200,
-                                 validation_size=128))
-    return run
+    return _trained_run(tmp_path_factory, "seed_run", SEED_TRAIN, targets=("tflite_fp32", "tflite_int8", "onnx_fp32"),
+                        calibration_size=200, validation_size=128)
