@@ -4,7 +4,7 @@ Importing this package imports nothing heavy: the stages live in `edgeport.train
 `edgeport.export` (TensorFlow, tf2onnx) and `edgeport.runtime` (numpy, onnxruntime, LiteRT only).
 """
 
-from edgeport.errors import EdgeportError
+from edgeport.core.errors import EdgeportError
 
 __version__ = "0.1.0"
 __all__ = ["EdgeportError", "__version__"]

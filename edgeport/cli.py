@@ -10,7 +10,7 @@ import json
 import sys
 from pathlib import Path
 
-from edgeport.errors import ConfigError, EdgeportError
+from edgeport.core.errors import ConfigError, EdgeportError
 
 
 def _add_train_args(p: argparse.ArgumentParser) -> None:
@@ -104,9 +104,9 @@ def cmd_train(args) -> int:
 
     tc, _, _ = _configs(args)
     out = Path(args.out)
-    from edgeport import io
+    from edgeport.core import files
 
-    clear_downstream(io.ensure_writable_dir(out))
+    clear_downstream(files.ensure_writable_dir(out))
     result = train(tc, out)
     print(f"model: {result.model_path}  test accuracy {result.test_accuracy:.2%}  ({result.seconds:.0f} s)")
     return 0
@@ -117,7 +117,7 @@ def cmd_export(args) -> int:
 
     _, ec, _ = _configs(args)
     path = export_run(args.run_dir, ec, recipe=_recipe(args, by_default=False))
-    from edgeport.manifest import read_manifest
+    from edgeport.core.manifest import read_manifest
 
     for a in read_manifest(args.run_dir)["artifacts"]:
         print(f"{a['name']:<20} {a['path']:<34} {a['bytes'] / 1024:8.1f} KB")

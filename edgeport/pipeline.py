@@ -15,9 +15,10 @@ from pathlib import Path
 
 import numpy as np
 
-from edgeport import io
-from edgeport.errors import EdgeportError, OutputError
-from edgeport.manifest import MANIFEST, read_manifest
+from edgeport.core import files
+from edgeport.core.environment import cpu_count
+from edgeport.core.errors import EdgeportError, OutputError
+from edgeport.core.manifest import MANIFEST, read_manifest
 from edgeport.runtime.bench import BenchConfig  # re-exported: the settings live with the benchmark
 
 DOWNSTREAM = (MANIFEST, "report.json", "report.md", "report.html")  # describe an older model once training restarts
@@ -51,7 +52,7 @@ def run_pipeline(out_dir: str | Path, train_cfg=None, export_cfg=None, bench_cfg
 
     train_cfg = train_cfg or TrainConfig()
     export_cfg = export_cfg or ExportConfig()
-    out = io.ensure_writable_dir(out_dir)
+    out = files.ensure_writable_dir(out_dir)
     clear_downstream(out)
     t0 = time.perf_counter()
     train(train_cfg, out)
@@ -69,14 +70,14 @@ def evaluate_run(run_dir: str | Path, bench_cfg: BenchConfig | None = BenchConfi
     """
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
+    from edgeport.core.data import load_dataset
     from edgeport.runtime import load
     from edgeport.runtime.bench import Interrupted, benchmark_file, headline
     from edgeport.runtime.fidelity import compare, confusion_matrix
-    from edgeport.train.data import load_dataset
 
     run = Path(run_dir)
     manifest = read_manifest(run)
-    train_info = io.read_json(run / "train.json", "training record") if (run / "train.json").exists() else {}
+    train_info = files.read_json(run / "train.json", "training record") if (run / "train.json").exists() else {}
     cfg = train_info.get("config") or {}
     data = load_dataset(cfg.get("data_dir"), cfg.get("val_size", 5000), cfg.get("train_limit"), cfg.get("test_limit"))
     images, labels = data.test_images, data.test_labels
@@ -92,12 +93,12 @@ def evaluate_run(run_dir: str | Path, bench_cfg: BenchConfig | None = BenchConfi
                     "test_limit": cfg.get("test_limit")},
         "reference": {"accuracy": ref_accuracy, "path": model_file.name if model_file.exists() else None,
                       "bytes": model_file.stat().st_size if model_file.exists() else None,
-                      "gzip_bytes": io.gzip_size(model_file) if model_file.exists() else None,
+                      "gzip_bytes": files.gzip_size(model_file) if model_file.exists() else None,
                       "model_name": train_info.get("model_name")},
         "bench": None if bench_cfg is None else bench_cfg.to_dict(),
         "artifacts": rows,
         "environment": {"python": platform.python_version(), "machine": platform.machine(),
-                        "cpus": _cpu_count(), **(manifest.get("packages") or {})},
+                        "cpus": cpu_count(), **(manifest.get("packages") or {})},
     }
     if reference is not None:
         ref_confusion = confusion_matrix(labels, reference.argmax(1), max(reference.shape[1], int(labels.max()) + 1))
@@ -137,10 +138,10 @@ def evaluate_run(run_dir: str | Path, bench_cfg: BenchConfig | None = BenchConfi
 def evaluate_files(paths: list, data_dir: str | None = None, bench_cfg: BenchConfig | None = None,
                    limit: int | None = None) -> dict:
     """Evaluate (and benchmark) loose model files, ours or not, on a labelled IDX test set."""
+    from edgeport.core.data import load_dataset
     from edgeport.runtime import load
     from edgeport.runtime.bench import Interrupted, benchmark_file, check_images_fit, headline
     from edgeport.runtime.fidelity import compare
-    from edgeport.train.data import load_dataset
 
     data = load_dataset(data_dir, val_size=0, test_limit=limit)  # no training here: keep every image
     rows, predictions = [], {}
@@ -152,7 +153,7 @@ def evaluate_files(paths: list, data_dir: str | None = None, bench_cfg: BenchCon
         check_images_fit(model, data.test_images, data.source, data_dir is None)
         ev = model.evaluate(data.test_images, data.test_labels)
         row = {"name": Path(p).name, "format": model.format, "precision": model.input.dtype, "path": str(p),
-               "bytes": Path(p).stat().st_size, "gzip_bytes": io.gzip_size(p), "status": "ok", **ev.to_dict()}
+               "bytes": Path(p).stat().st_size, "gzip_bytes": files.gzip_size(p), "status": "ok", **ev.to_dict()}
         predictions[row["name"]] = ev.predictions
         if bench_cfg is not None:
             try:
@@ -180,9 +181,3 @@ def _read_reference(run: Path, labels: np.ndarray) -> np.ndarray | None:
     if len(ref_labels) != len(labels) or not np.array_equal(ref_labels, labels):
         raise OutputError(f"{path}: reference predictions were made on a different test set")
     return probs
-
-
-def _cpu_count() -> int:
-    import os
-
-    return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)

@@ -24,8 +24,8 @@ import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
-from edgeport.errors import ConfigError, EdgeportError, require
-from edgeport.manifest import read_manifest
+from edgeport.core.errors import ConfigError, EdgeportError, require
+from edgeport.core.manifest import read_manifest
 
 WEB_DIR = Path(__file__).resolve().parent.parent / "web"  # the repo's web/: page sources + node_modules
 # The browser runtimes: route -> (folder under web/node_modules, files that must exist for it to work).
@@ -174,13 +174,13 @@ class ServedRun:
     def test_images(self):
         """(uint8 images, labels) of the run's test split (the dataset train.json names, else bundled MNIST)."""
         if self._test is None:
-            from edgeport.train.data import load_dataset
+            from edgeport.core.data import load_dataset
 
             info = {}
             if (self.run_dir / "train.json").is_file():
-                from edgeport import io
+                from edgeport.core import files
 
-                info = io.read_json(self.run_dir / "train.json", "training record (train.json)")
+                info = files.read_json(self.run_dir / "train.json", "training record (train.json)")
             data = load_dataset((info.get("config") or {}).get("data_dir"), test_limit=self.cfg.max_testset)
             self._test = (data.test_images, data.test_labels, data.source)
         return self._test

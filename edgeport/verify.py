@@ -12,8 +12,8 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from edgeport import io
-from edgeport.errors import ConfigError, OutputError
+from edgeport.core import files
+from edgeport.core.errors import ConfigError, OutputError
 
 
 @dataclass(frozen=True)
@@ -60,7 +60,7 @@ class Verdict:
 def verify_run(run_dir: str | Path, cfg: VerifyConfig = VerifyConfig()) -> Verdict:
     """Evaluate every artifact of `run_dir` and judge it against `cfg`. Raises OutputError when the run has no
     manifest or no reference predictions to compare with; a failing artifact is a verdict, not an error."""
-    from edgeport.manifest import read_manifest
+    from edgeport.core.manifest import read_manifest
     from edgeport.pipeline import evaluate_run
 
     run = Path(run_dir)
@@ -86,7 +86,7 @@ def verify_run(run_dir: str | Path, cfg: VerifyConfig = VerifyConfig()) -> Verdi
                 v.reasons.append(f"top-1 agreement {row['agreement']:.2%} is below {cfg.min_agreement:.2%}")
         if cfg.check_sha256 and sha.get(row["name"]):
             path = run / row["path"]
-            if path.is_file() and io.sha256_file(path) != sha[row["name"]]:
+            if path.is_file() and files.sha256_file(path) != sha[row["name"]]:
                 v.reasons.append("file changed since export (sha256 differs from manifest.json)")
         v.passed = not v.reasons
         verdicts.append(v)

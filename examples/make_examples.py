@@ -107,7 +107,7 @@ def main() -> None:
     import sys
 
     sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-    from edgeport.train.data import load_dataset
+    from edgeport.core.data import load_dataset
 
     OUT.mkdir(parents=True, exist_ok=True)
     data = load_dataset(test_limit=max(MNIST_SAMPLES) + 1)

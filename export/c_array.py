@@ -17,10 +17,9 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from edgeport.core import files
+from edgeport.core.errors import ExportError, MissingDependencyError
 from edgeport.export.targets import register
-
-from edgeport import io
-from edgeport.errors import ExportError, MissingDependencyError
 
 ARRAY = "edgeport_model"  # C symbol of the array; its length is ARRAY + "_len"
 BYTES_PER_LINE = 12
@@ -56,7 +55,7 @@ def export_c_array(model, path: Path, ctx) -> dict:
     path.write_text(c_source(data, header_name), encoding="utf-8")
     # export_model renames only the .c into place after validation; the header goes straight to its final
     # name (atomically). If validation then fails, export raises and writes no manifest, but this header stays.
-    io.write_text(header_path, c_header(len(data), arena, ops, inp, ctx))
+    files.write_text(header_path, c_header(len(data), arena, ops, inp, ctx))
     return {**conversion, "converter": "tflite_int8 bytes as a C array", "symbol": ARRAY, "header": header_name,
             "alignment": 16, "flash_bytes": len(data), "arena_bytes": arena,
             "arena_source": "TFLM RecordingMicroAllocator (arena allocation total after one invoke)",
@@ -64,7 +63,7 @@ def export_c_array(model, path: Path, ctx) -> dict:
 
 
 def _final_stem(path: Path) -> str:
-    """`c_array` from the temporary `.c_array.partial-1a2b3c4d.c` that io.atomic_path hands the converter."""
+    """`c_array` from the temporary `.c_array.partial-1a2b3c4d.c` that files.atomic_path hands the converter."""
     name = path.name
     return name[1:].split(".partial-")[0] if name.startswith(".") and ".partial-" in name else path.stem
 

@@ -15,11 +15,11 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 import numpy as np
-from edgeport.train.data import load_dataset, normalise
 
-from edgeport import io
-from edgeport.errors import ConfigError, ExportError
-from edgeport.manifest import Artifact, write_manifest
+from edgeport.core import files
+from edgeport.core.data import load_dataset, normalise
+from edgeport.core.errors import ConfigError, ExportError
+from edgeport.core.manifest import Artifact, write_manifest
 
 ARTIFACTS_DIR = "artifacts"
 
@@ -74,7 +74,7 @@ def export_model(model_path: str | Path, run_dir: str | Path, cfg: ExportConfig 
 
     cfg.validate()
     targets = [get_target(t) for t in cfg.targets]  # unknown names fail before any work
-    out = io.ensure_writable_dir(Path(run_dir) / ARTIFACTS_DIR)
+    out = files.ensure_writable_dir(Path(run_dir) / ARTIFACTS_DIR)
     tf, _ = import_tf()
     model = load_model(model_path)
     ctx = ExportContext(tf=tf, cfg=cfg, data_dir=data_dir)
@@ -91,7 +91,7 @@ def export_model(model_path: str | Path, run_dir: str | Path, cfg: ExportConfig 
         final = out / f"{name}{target.suffix}"
         print(f"export {name}: {target.description}", file=sys.stderr)
         t0 = time.perf_counter()
-        with io.atomic_path(final) as tmp:
+        with files.atomic_path(final) as tmp:
             try:
                 conversion = target.fn(model, tmp, ctx)
             except ExportError:
@@ -105,7 +105,7 @@ def export_model(model_path: str | Path, run_dir: str | Path, cfg: ExportConfig 
         artifacts.append(Artifact(
             name=name, format=target.format, precision=target.precision,
             path=str(final.relative_to(Path(run_dir))), bytes=final.stat().st_size,
-            gzip_bytes=io.gzip_size(final), sha256=io.sha256_file(final),
+            gzip_bytes=files.gzip_size(final), sha256=files.sha256_file(final),
             inputs=described["inputs"], outputs=described["outputs"],
             lineage={"source_model": str(Path(model_path).name), "training": training or {"method": "float"},
                      "conversion": {"target": target.name, **conversion, "seconds": round(seconds, 2)}},
@@ -149,13 +149,13 @@ def export_run(run_dir: str | Path, cfg: ExportConfig = ExportConfig(), recipe=N
 
         return export_recipe(run_dir, recipe, cfg)
     run = Path(run_dir)
-    train_info = io.read_json(run / "train.json", "training record (train.json)") if (run / "train.json").exists() \
+    train_info = files.read_json(run / "train.json", "training record (train.json)") if (run / "train.json").exists() \
         else {}
     data_dir = (train_info.get("config") or {}).get("data_dir")
     model_path = run / "model.keras"
     artifacts = export_model(model_path, run, cfg, data_dir=data_dir,
                              training={"method": "float", "model": train_info.get("model_name")})
-    from edgeport.train.fit import package_versions
+    from edgeport.core.environment import package_versions
 
     return write_manifest(run, artifacts, **manifest_header(model_path, train_info), export_config=asdict(cfg),
                           packages=package_versions())
@@ -166,7 +166,7 @@ def manifest_header(model_path: Path, train_info: dict) -> dict:
     return {
         "created": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
         "command": " ".join(shlex.quote(a) for a in sys.argv),
-        "source_model": {"path": model_path.name, "sha256": io.sha256_file(model_path),
+        "source_model": {"path": model_path.name, "sha256": files.sha256_file(model_path),
                          "model_name": train_info.get("model_name"), "test_accuracy": train_info.get("test_accuracy")},
     }
 

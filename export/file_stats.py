@@ -11,7 +11,7 @@ from pathlib import Path
 
 import numpy as np
 
-from edgeport.errors import ModelFileError
+from edgeport.core.errors import ModelFileError
 
 _TFLITE_DTYPES = {0: np.float32, 1: np.float16, 2: np.int32, 9: np.int8, 7: np.int16, 3: np.uint8}
 

@@ -30,7 +30,7 @@ from pathlib import Path
 
 import numpy as np
 
-from edgeport.errors import ExportError
+from edgeport.core.errors import ExportError
 
 TFLITE_METADATA_NAME = "edgeport"  # the name of our entry in a TFLite model's metadata list
 TFLITE_FILE_ID = b"TFL3"

@@ -33,9 +33,9 @@ QDQ_OPS = ("QuantizeLinear", "DequantizeLinear")
           atol=None, min_agreement=0.95)
 def export_onnx_qdq(model, path: Path, ctx) -> dict:
     import onnx
-    from edgeport.export.tflite_export import is_qat
 
-    from edgeport.errors import ExportError
+    from edgeport.core.errors import ExportError
+    from edgeport.export.tflite_export import is_qat
 
     if not is_qat(model):
         raise ExportError("onnx_qdq needs a quantisation-aware model (method qat, pqat or cqat); this model has no "

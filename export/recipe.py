@@ -23,12 +23,11 @@ import sys
 from dataclasses import asdict, dataclass, fields, replace
 from pathlib import Path
 
+from edgeport.core import files
+from edgeport.core.errors import ConfigError, EdgeportError
+from edgeport.core.manifest import MANIFEST, write_manifest
 from edgeport.export.export import ExportConfig, export_model, manifest_header
 from edgeport.train.compress import FINE_TUNE_SETTINGS, QUANTISED, SETTINGS, CompressConfig, Method
-
-from edgeport import io
-from edgeport.errors import ConfigError, EdgeportError
-from edgeport.manifest import MANIFEST, write_manifest
 
 try:
     import tomllib
@@ -171,14 +170,14 @@ def export_recipe(run_dir: str | Path, recipe: Recipe, cfg: ExportConfig = Expor
     `cfg` gives what the recipe leaves unset (calibration size/source, validation sample). Nothing is trained
     or written before every entry has been checked against the model.
     """
+    from edgeport.core.data import load_dataset
+    from edgeport.core.environment import package_versions
     from edgeport.export.file_stats import weight_stats
     from edgeport.train.compress import Compressor, check_applicable
-    from edgeport.train.data import load_dataset
-    from edgeport.train.fit import package_versions
 
     run = Path(run_dir)
     (run / MANIFEST).unlink(missing_ok=True)  # an export in progress must not look complete
-    train_info = io.read_json(run / "train.json", "training record (train.json)") if (run / "train.json").exists() \
+    train_info = files.read_json(run / "train.json", "training record (train.json)") if (run / "train.json").exists() \
         else {}
     tcfg = train_info.get("config") or {}
     model_path = run / "model.keras"
@@ -199,7 +198,7 @@ def export_recipe(run_dir: str | Path, recipe: Recipe, cfg: ExportConfig = Expor
         if v.compress.method is not Method.FLOAT:
             print(f"compress {v.name}: {v.compress.method.value} {v.compress.settings()}", file=sys.stderr)
             try:
-                result = compressor.run(v.compress, io.ensure_writable_dir(run / COMPRESSED_DIR), v.name)
+                result = compressor.run(v.compress, files.ensure_writable_dir(run / COMPRESSED_DIR), v.name)
             except EdgeportError as exc:
                 raise type(exc)(f"{v.label}: {exc}") from None
             source = result.path

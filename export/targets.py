@@ -11,7 +11,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
-from edgeport.errors import ConfigError
+from edgeport.core.errors import ConfigError
 
 
 @dataclass(frozen=True)

@@ -13,9 +13,8 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from edgeport.core.errors import ModelFileError
 from edgeport.runtime.base import BenchResult, Evaluation, Model, TensorSpec
-
-from edgeport.errors import ModelFileError
 
 # suffix -> (module, class): the one table of formats the runtime can open.
 BACKENDS = {
@@ -36,7 +35,7 @@ def load(path: str | Path, threads: int | None = None, backend: str | None = Non
     raise ModelFileError."""
     import importlib
 
-    from edgeport.errors import ConfigError
+    from edgeport.core.errors import ConfigError
 
     p = Path(path)
     if backend is not None and backend not in NAMED_BACKENDS:

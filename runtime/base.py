@@ -14,7 +14,7 @@ from pathlib import Path
 
 import numpy as np
 
-from edgeport.errors import InputError
+from edgeport.core.errors import InputError
 
 
 @dataclass(frozen=True)

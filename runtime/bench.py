@@ -24,9 +24,9 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 
 import numpy as np
-from edgeport.runtime.macs import count_macs
 
-from edgeport.errors import ConfigError, InputError
+from edgeport.core.errors import ConfigError, InputError
+from edgeport.runtime.macs import count_macs
 
 
 @dataclass(frozen=True)

@@ -6,9 +6,9 @@ import time
 from pathlib import Path
 
 import numpy as np
-from edgeport.runtime.base import Model, TensorSpec
 
-from edgeport.errors import ModelFileError, require
+from edgeport.core.errors import ModelFileError, require
+from edgeport.runtime.base import Model, TensorSpec
 
 
 def _spec(d: dict) -> TensorSpec:

@@ -16,7 +16,7 @@ from pathlib import Path
 
 import numpy as np
 
-from edgeport.errors import MissingDependencyError, require
+from edgeport.core.errors import MissingDependencyError, require
 
 
 @dataclass(frozen=True)

@@ -11,7 +11,7 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-from edgeport.errors import ModelFileError
+from edgeport.core.errors import ModelFileError
 
 TFLITE_METADATA_NAME = "edgeport"  # same name as export/metadata.py (runtime/ must not import export/)
 MNIST_DEFAULTS = {  # what a file without our metadata is assumed to want: an MNIST-trained 28x28 model

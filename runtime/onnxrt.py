@@ -6,9 +6,9 @@ import time
 from pathlib import Path
 
 import numpy as np
-from edgeport.runtime.base import Model, TensorSpec
 
-from edgeport.errors import ModelFileError, require
+from edgeport.core.errors import ModelFileError, require
+from edgeport.runtime.base import Model, TensorSpec
 
 _ORT_TYPES = {"tensor(float)": "float32", "tensor(float16)": "float16", "tensor(double)": "float64",
               "tensor(int8)": "int8", "tensor(uint8)": "uint8"}

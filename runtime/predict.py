@@ -14,10 +14,10 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
+
+from edgeport.core.errors import ConfigError, InputError
 from edgeport.runtime.metadata import has_edgeport_metadata, labels_of
 from edgeport.runtime.preprocess import MAX_PIXELS, SIZE, preprocess_file
-
-from edgeport.errors import ConfigError, InputError
 
 
 @dataclass(frozen=True)

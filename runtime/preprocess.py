@@ -31,7 +31,7 @@ from pathlib import Path
 
 import numpy as np
 
-from edgeport.errors import InputError
+from edgeport.core.errors import InputError
 
 MAX_PIXELS = 25_000_000  # largest width x height accepted (a 5000 x 5000 photo); checked before decoding
 LIGHT_BACKGROUND = 127  # border median above this means dark ink on a light page: invert

@@ -7,7 +7,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from edgeport import io
+from edgeport.core import files
 
 COLUMNS = [  # (header, key, format): the one definition of the table, used by the terminal and markdown
     ("artifact", "name", "{}"),
@@ -189,5 +189,5 @@ def write_report(run_dir: str | Path, report: dict) -> tuple[Path, Path, Path]:
     from edgeport.runtime.report_html import to_html
 
     run = Path(run_dir)
-    return (io.write_json(run / "report.json", report), io.write_text(run / "report.md", to_markdown(report)),
-            io.write_text(run / "report.html", to_html(report, run)))
+    return (files.write_json(run / "report.json", report), files.write_text(run / "report.md", to_markdown(report)),
+            files.write_text(run / "report.html", to_html(report, run)))

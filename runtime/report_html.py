@@ -14,7 +14,7 @@ from pathlib import Path
 
 import numpy as np
 
-from edgeport.errors import EdgeportError, MissingDependencyError, require
+from edgeport.core.errors import EdgeportError, MissingDependencyError, require
 
 GRID_MAX = 48  # disagreeing images drawn in the grid (all of them are listed in report.json)
 
@@ -94,9 +94,9 @@ def _curves_png(plt, run: Path) -> bytes | None:
         return (run / "curves.png").read_bytes()
     if plt is None or not (run / "history.json").is_file():
         return None
-    from edgeport import io
+    from edgeport.core import files
 
-    hist = io.read_json(run / "history.json", "training history")
+    hist = files.read_json(run / "history.json", "training history")
     fig, axes = plt.subplots(1, 2, figsize=(9, 3.2))
     for ax, metric in zip(axes, ("loss", "accuracy"), strict=True):
         for key in (metric, f"val_{metric}"):
@@ -116,7 +116,7 @@ def _digit_png(image: np.ndarray) -> bytes:
 
 
 def _load_test_images(report: dict) -> np.ndarray:
-    from edgeport.train.data import load_dataset
+    from edgeport.core.data import load_dataset
 
     ds = report.get("dataset") or {}
     return load_dataset(ds.get("data_dir"), val_size=0, test_limit=ds.get("test_limit")).test_images

@@ -20,9 +20,9 @@ import time
 from pathlib import Path
 
 import numpy as np
-from edgeport.runtime.base import Model, TensorSpec
 
-from edgeport.errors import InputError, ModelFileError, require
+from edgeport.core.errors import InputError, ModelFileError, require
+from edgeport.runtime.base import Model, TensorSpec
 
 C_SUFFIXES = (".c", ".cc", ".h")
 _ARENA_RE = re.compile(r"Arena allocation total (\d+) bytes")

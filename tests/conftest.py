@@ -36,7 +36,7 @@ def _trained_run(tmp_path_factory, name: str, train_kwargs: dict, **export_kwarg
 @pytest.fixture(scope="session")
 def artifacts(tiny_run) -> dict[str, Path]:
     """name -> path of every artifact in the tiny run's manifest."""
-    from edgeport.manifest import read_manifest
+    from edgeport.core.manifest import read_manifest
 
     return {a["name"]: tiny_run / a["path"] for a in read_manifest(tiny_run)["artifacts"]}
 
@@ -44,7 +44,7 @@ def artifacts(tiny_run) -> dict[str, Path]:
 @pytest.fixture(scope="session")
 def mnist_test():
     """(uint8 images, labels): the first 300 bundled MNIST test images."""
-    from edgeport.train.data import load_dataset
+    from edgeport.core.data import load_dataset
 
     d = load_dataset(test_limit=300, train_limit=1000, val_size=100)
     return d.test_images, d.test_labels

@@ -1,4 +1,4 @@
 """Training stage: data loading (numpy only), model definitions, training, pruning, clustering, QAT.
 
-Only `edgeport.train.data` is importable without TensorFlow; the other modules import it on use.
+Only `edgeport.core.data` is importable without TensorFlow; the other modules import it on use.
 """

@@ -24,8 +24,8 @@ from pathlib import Path
 
 import numpy as np
 
-from edgeport import io
-from edgeport.errors import ConfigError, ExportError, ModelFileError
+from edgeport.core import files
+from edgeport.core.errors import ConfigError, ExportError, ModelFileError
 
 
 class Method(str, Enum):
@@ -212,7 +212,7 @@ class Compressor:
 
         self.tfmot = tfmot
         self.model_path = Path(model_path)
-        self.data = data  # an edgeport.train.data.Dataset
+        self.data = data  # an edgeport.core.data.Dataset
         self.base, self.folded = fold_dense_batchnorm(load_keras_model(model_path), data.train_images[:256])
         self.verbose = 0 if quiet else (1 if sys.stdout.isatty() else 2)
         self._memo: dict[tuple, tuple[object, dict]] = {}
@@ -230,7 +230,7 @@ class Compressor:
         if cfg.method in QUANTISED:
             save_qat(model, lineage.pop("_start"), cfg.method, out)
         else:
-            with io.atomic_path(out) as tmp:
+            with files.atomic_path(out) as tmp:
                 model.save(tmp)
         return CompressResult(out, lineage)
 
@@ -263,7 +263,7 @@ class Compressor:
 
     def _fine_tune(self, model, cfg: CompressConfig, callbacks=()) -> int:
         """Adam with cosine decay over `_steps(cfg)` batches drawn (shuffled, with wrap-around) from the train split."""
-        from edgeport.train.data import normalise
+        from edgeport.core.data import normalise
 
         keras = self.keras
         keras.utils.set_random_seed(cfg.seed)
@@ -280,7 +280,7 @@ class Compressor:
         return steps
 
     def _accuracy(self, model) -> float:
-        from edgeport.train.data import normalise
+        from edgeport.core.data import normalise
 
         probs = model.predict(normalise(self.data.test_images), batch_size=512, verbose=0)
         return float((probs.argmax(1) == self.data.test_labels).mean())
@@ -405,7 +405,7 @@ def fold_dense_batchnorm(model, images) -> tuple[object, list[str]]:
     Dense's zeros (measured: 80% -> 6% in one epoch of PQAT); as Dense(activation="relu") it does. Conv+BN is left
     alone: tfmot folds it properly. Only Sequential models are rewritten; others are returned unchanged.
     """
-    from edgeport.train.data import normalise
+    from edgeport.core.data import normalise
     from edgeport.train.tf import import_tf
 
     _, keras = import_tf()
@@ -492,9 +492,9 @@ def save_qat(model, start_model, method: Method, path: Path) -> None:
     import h5py
 
     start = path.with_name(path.name[: -len(QAT_SUFFIX)] + START_SUFFIX)
-    with io.atomic_path(start) as tmp:
+    with files.atomic_path(start) as tmp:
         start_model.save(tmp)
-    with io.atomic_path(path) as tmp:
+    with files.atomic_path(path) as tmp:
         model.save_weights(tmp)
         with h5py.File(tmp, "a") as f:
             f.attrs["edgeport_qat_method"] = method.value

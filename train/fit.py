@@ -13,10 +13,11 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 
 import numpy as np
-from edgeport.train.data import DEFAULT_VAL_SIZE, Dataset, load_dataset, normalise
 
-from edgeport import io
-from edgeport.errors import ConfigError
+from edgeport.core import files
+from edgeport.core.data import DEFAULT_VAL_SIZE, Dataset, load_dataset, normalise
+from edgeport.core.environment import package_versions
+from edgeport.core.errors import ConfigError
 
 
 @dataclass(frozen=True)
@@ -57,7 +58,7 @@ def train(cfg: TrainConfig, out_dir: str | Path) -> TrainResult:
     from edgeport.train.tf import import_tf
 
     cfg.validate()
-    out = io.ensure_writable_dir(out_dir)
+    out = files.ensure_writable_dir(out_dir)
     tf, keras = import_tf()
     data = dataset_for(cfg)
     keras.utils.set_random_seed(cfg.seed)
@@ -87,14 +88,14 @@ def train(cfg: TrainConfig, out_dir: str | Path) -> TrainResult:
     val_acc = history.get("val_accuracy", [float("nan")])[-1]
 
     model_path = out / "model.keras"
-    with io.atomic_path(model_path) as tmp:
+    with files.atomic_path(model_path) as tmp:
         model.save(tmp)
-    with io.atomic_path(out / "reference.npz") as tmp:
+    with files.atomic_path(out / "reference.npz") as tmp:
         with open(tmp, "wb") as f:  # np.savez on a path would append .npz to the temp name
             np.savez(f, probs=probs, labels=data.test_labels)
-    io.write_json(out / "history.json", history)
+    files.write_json(out / "history.json", history)
     plot_history(history, out / "curves.png", title=f"{cfg.model} on {data.source}")
-    io.write_json(
+    files.write_json(
         out / "train.json",
         {
             "config": asdict(cfg),
@@ -113,7 +114,7 @@ def train(cfg: TrainConfig, out_dir: str | Path) -> TrainResult:
             "val_accuracy": val_acc,
             "train_seconds": round(seconds, 2),
             "model_path": model_path.name,
-            "model_sha256": io.sha256_file(model_path),
+            "model_sha256": files.sha256_file(model_path),
             "packages": package_versions(),
         },
     )
@@ -138,18 +139,5 @@ def plot_history(history: dict[str, list[float]], path: Path, title: str = "") -
         ax.legend()
     fig.suptitle(title)
     fig.tight_layout()
-    with io.atomic_path(path) as tmp:
+    with files.atomic_path(path) as tmp:
         fig.savefig(tmp, dpi=100)
-
-
-def package_versions() -> dict[str, str]:
-    from importlib.metadata import PackageNotFoundError, version
-
-    out = {}
-    for pkg in ("edgeport", "numpy", "tensorflow", "tf-keras", "tensorflow-model-optimization", "tf2onnx",
-                "onnx", "onnxruntime", "ai-edge-litert"):
-        try:
-            out[pkg] = version(pkg)
-        except PackageNotFoundError:
-            pass
-    return out

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 
-from edgeport.errors import ConfigError
+from edgeport.core.errors import ConfigError
 
 MODELS: dict[str, Callable] = {}
 

@@ -9,7 +9,7 @@ import sys
 os.environ.setdefault("TF_USE_LEGACY_KERAS", "1")  # tfmot rejects Keras 3 models; must precede the TF import
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
-from edgeport.errors import MissingDependencyError, ModelFileError  # noqa: E402
+from edgeport.core.errors import MissingDependencyError, ModelFileError  # noqa: E402
 
 
 def import_tf():

@@ -5,9 +5,9 @@ import shutil
 import subprocess
 
 import pytest
-from edgeport.runtime.tflm import parse_c_array
 
-from edgeport.errors import ModelFileError
+from edgeport.core.errors import ModelFileError
+from edgeport.runtime.tflm import parse_c_array
 
 pytest.importorskip("tflite_micro")
 
@@ -97,7 +97,7 @@ def test_malformed_c_array(tmp_path):
 def test_report_says_when_tflm_is_absent(c_run, monkeypatch):
     import sys
 
-    from edgeport.manifest import write_manifest
+    from edgeport.core.manifest import write_manifest
     from edgeport.pipeline import evaluate_run
 
     run, arts = c_run

@@ -3,8 +3,8 @@ import json
 import numpy as np
 import pytest
 
-from edgeport import io
-from edgeport.errors import ConfigError, ExportError, ModelFileError
+from edgeport.core import files
+from edgeport.core.errors import ConfigError, ExportError, ModelFileError
 
 pytest.importorskip("tensorflow")
 
@@ -18,11 +18,11 @@ def test_manifest_records_every_default_artifact(tiny_run):
     for a in manifest["artifacts"]:
         assert FIELDS <= set(a), a["name"]
         path = tiny_run / a["path"]
-        assert path.stat().st_size == a["bytes"] and io.sha256_file(path) == a["sha256"]
+        assert path.stat().st_size == a["bytes"] and files.sha256_file(path) == a["sha256"]
         assert 0 < a["gzip_bytes"] <= a["bytes"] * 1.01
         assert a["lineage"]["source_model"] == "model.keras"
         assert a["inputs"][0]["shape"][1:] == [28, 28, 1]
-    assert manifest["source_model"]["sha256"] == io.sha256_file(tiny_run / "model.keras")
+    assert manifest["source_model"]["sha256"] == files.sha256_file(tiny_run / "model.keras")
     assert "command" in manifest and "tensorflow" in manifest["packages"]
 
 

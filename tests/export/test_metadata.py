@@ -4,11 +4,11 @@ import json
 
 import numpy as np
 import pytest
+
+from edgeport.core.errors import ExportError, ModelFileError
+from edgeport.core.manifest import read_manifest
 from edgeport.runtime import load
 from edgeport.runtime.metadata import read_tflite_metadata, tflite_metadata_from_bytes
-
-from edgeport.errors import ExportError, ModelFileError
-from edgeport.manifest import read_manifest
 
 KEYS = {"labels", "norm_mean", "norm_std", "layout", "image_shape", "preprocessing", "dataset", "producer"}
 
@@ -29,6 +29,7 @@ def test_every_artifact_carries_metadata_in_file_and_manifest(tiny_run):
 def test_tflite_metadata_rewrite_keeps_the_model_and_its_alignment(artifacts, mnist_test):
     pytest.importorskip("tensorflow")
     from ai_edge_litert import schema_py_generated as schema
+
     from edgeport.export.metadata import embed_tflite_metadata
 
     src = artifacts["tflite_int8"]

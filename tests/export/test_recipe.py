@@ -5,7 +5,7 @@ import shutil
 
 import pytest
 
-from edgeport.errors import ConfigError, ExportError
+from edgeport.core.errors import ConfigError, ExportError
 
 pytest.importorskip("tensorflow_model_optimization")
 

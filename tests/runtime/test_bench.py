@@ -4,12 +4,12 @@ import sys
 
 import numpy as np
 import pytest
+
+from edgeport.core.errors import ConfigError, InputError
 from edgeport.runtime import load
 from edgeport.runtime.bench import BenchConfig, Interrupted, benchmark_file, check_images_fit, headline, latency_stats
 from edgeport.runtime.fidelity import compare
 from edgeport.runtime.macs import count_macs
-
-from edgeport.errors import ConfigError, InputError
 
 FAST = BenchConfig(runs=20, warmup=2, threads=(1, 2), batch_sizes=(1, 32), throughput_runs=3, overhead_runs=20)
 

@@ -2,9 +2,9 @@
 
 import numpy as np
 import pytest
-from edgeport.runtime import Model, load
 
-from edgeport.errors import InputError
+from edgeport.core.errors import InputError
+from edgeport.runtime import Model, load
 
 BACKENDS = ["tflite_fp32", "tflite_int8", "onnx_fp32", "tflite_int8@tflm"]  # artifact[@runtime backend]
 

@@ -3,9 +3,9 @@ import sys
 import textwrap
 
 import pytest
-from edgeport.runtime import load
 
-from edgeport.errors import ModelFileError
+from edgeport.core.errors import ModelFileError
+from edgeport.runtime import load
 
 
 @pytest.mark.parametrize("suffix", [".tflite", ".onnx"])
@@ -58,7 +58,7 @@ def test_runtime_never_imports_tensorflow(artifacts, mnist_test):
         sys.meta_path.insert(0, Block())
         import numpy as np
         import edgeport.runtime as rt
-        from edgeport.train.data import load_dataset
+        from edgeport.core.data import load_dataset
         d = load_dataset(test_limit=20, train_limit=200, val_size=10)
         for p in {[str(p) for p in artifacts.values()]!r}:
             m = rt.load(p)

@@ -7,11 +7,11 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+
+from edgeport.core.errors import InputError
 from edgeport.runtime import load
 from edgeport.runtime.metadata import read_tflite_metadata
 from edgeport.runtime.predict import predict_files
-
-from edgeport.errors import InputError
 
 EXAMPLES = sorted((Path(__file__).parents[2] / "examples" / "digits").iterdir())
 

@@ -5,6 +5,9 @@ import zlib
 
 import numpy as np
 import pytest
+from PIL import Image, ImageDraw
+
+from edgeport.core.errors import InputError
 from edgeport.runtime.preprocess import (
     BOX,
     MAX_PIXELS,
@@ -14,9 +17,6 @@ from edgeport.runtime.preprocess import (
     mnist_preprocess,
     preprocess_file,
 )
-from PIL import Image, ImageDraw
-
-from edgeport.errors import InputError
 
 
 def _drawn_seven(w=160, h=120, ink=(20, 20, 90), paper=(240, 236, 225), mode="RGB") -> Image.Image:

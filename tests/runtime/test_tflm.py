@@ -4,9 +4,9 @@ import sys
 
 import numpy as np
 import pytest
-from edgeport.runtime import NAMED_BACKENDS, load
 
-from edgeport.errors import ConfigError, MissingDependencyError
+from edgeport.core.errors import ConfigError, MissingDependencyError
+from edgeport.runtime import NAMED_BACKENDS, load
 
 
 def test_tflm_matches_litert_on_the_int8_model(artifacts, mnist_test):

@@ -3,7 +3,7 @@
 import numpy as np
 import pytest
 
-from edgeport.errors import ConfigError
+from edgeport.core.errors import ConfigError
 
 pytest.importorskip("tensorflow_model_optimization")
 
@@ -24,7 +24,7 @@ FAST = dict(epochs=0.5, batch_size=64)  # 16 steps on the tiny run's 2,000 train
 
 @pytest.fixture(scope="module")
 def compressor(tiny_run):
-    from edgeport.train.data import load_dataset
+    from edgeport.core.data import load_dataset
 
     return Compressor(tiny_run / "model.keras", load_dataset(None, 500, 2500, 300), quiet=True)
 
@@ -75,7 +75,7 @@ def test_cluster_leaves_at_most_16_values_per_layer(compressor, tmp_path):
 
 
 def test_qat_model_round_trips_through_its_files(compressor, tmp_path):
-    from edgeport.train.data import load_dataset, normalise
+    from edgeport.core.data import load_dataset, normalise
 
     r = compressor.run(CompressConfig(method=Method.QAT, **FAST), tmp_path, "qat")
     assert r.path.name == "qat.qat.h5" and (tmp_path / "qat.start.keras").is_file()
@@ -143,9 +143,9 @@ def test_out_of_range_settings(kwargs, match):
 
 def test_dense_batchnorm_folds_so_qat_files_are_all_int8(tmp_path):
     """The default model's Dense+BN: folded before QAT, the converted file stores every weight tensor as int8."""
+    from edgeport.core.data import load_dataset, normalise
     from edgeport.export.file_stats import tflite_weight_stats
     from edgeport.train.compress import fold_dense_batchnorm, quantize
-    from edgeport.train.data import load_dataset, normalise
     from edgeport.train.models import build_model
     from edgeport.train.tf import import_tf
 

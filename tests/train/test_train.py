@@ -3,7 +3,7 @@ import json
 import numpy as np
 import pytest
 
-from edgeport.errors import ConfigError
+from edgeport.core.errors import ConfigError
 
 pytest.importorskip("tensorflow")
 

@@ -86,10 +86,9 @@ def test_drawn_digits_are_read_correctly(page, server_url, web_run, tmp_path):
 
 
 def test_parity_with_the_python_runtime(page, server_url, web_run):
+    from edgeport.core.data import load_dataset
+    from edgeport.core.manifest import read_manifest
     from edgeport.runtime import load
-    from edgeport.train.data import load_dataset
-
-    from edgeport.manifest import read_manifest
 
     open_page(page, server_url, f"?parity={PARITY_N}")
     page.wait_for_function("window.parityResults !== undefined", timeout=180_000)

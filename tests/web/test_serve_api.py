@@ -15,7 +15,7 @@ pytest.importorskip("httpx")
 
 from fastapi.testclient import TestClient  # noqa: E402
 
-from edgeport.errors import ConfigError  # noqa: E402
+from edgeport.core.errors import ConfigError  # noqa: E402
 from edgeport.serve import WEB_DIR, ServeConfig, create_app, is_loopback  # noqa: E402
 
 
@@ -52,7 +52,7 @@ def small_limits(web_run):
 
 
 def test_web_exports_are_batch1_float_io(web_run):
-    from edgeport.manifest import read_manifest
+    from edgeport.core.manifest import read_manifest
 
     arts = {a["name"]: a for a in read_manifest(web_run)["artifacts"]}
     for name in ("web_tflite_fp32", "web_tflite_int8"):
@@ -128,7 +128,7 @@ def test_paths_outside_what_is_served_get_404(client, path):
 def test_testset_hands_out_uint8_images_and_labels(client):
     import base64
 
-    from edgeport.train.data import load_dataset
+    from edgeport.core.data import load_dataset
 
     body = client.get("/api/testset", params={"n": 5, "offset": 3}).json()
     images = np.frombuffer(base64.b64decode(body["images_b64"]), np.uint8).reshape(body["shape"])
@@ -139,7 +139,7 @@ def test_testset_hands_out_uint8_images_and_labels(client):
 
 
 def test_predict_reads_mnist_digits(client, web_run):
-    from edgeport.train.data import load_dataset
+    from edgeport.core.data import load_dataset
 
     data = load_dataset(test_limit=3, train_limit=10, val_size=1)
     for image, label in zip(data.test_images, data.test_labels, strict=True):

@@ -16,7 +16,7 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
-from edgeport.errors import OutputError
+from edgeport.core.errors import OutputError
 
 
 def ensure_writable_dir(path: str | os.PathLike) -> Path:

@@ -4,9 +4,9 @@ import struct
 
 import numpy as np
 import pytest
-from edgeport.train import data
 
-from edgeport.errors import DataError
+from edgeport.core import data
+from edgeport.core.errors import DataError
 
 
 def write_idx(path, array: np.ndarray, compress=True):

@@ -11,8 +11,8 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
-from edgeport import io
-from edgeport.errors import OutputError
+from edgeport.core import files
+from edgeport.core.errors import OutputError
 
 MANIFEST = "manifest.json"
 SCHEMA = 1
@@ -40,14 +40,14 @@ class Artifact:
 def write_manifest(run_dir: str | Path, artifacts: list[Artifact], **info: Any) -> Path:
     """Write manifest.json last, atomically: its presence means every file it lists was validated."""
     body = {"schema": SCHEMA, **info, "artifacts": [a.to_dict() for a in artifacts]}
-    return io.write_json(Path(run_dir) / MANIFEST, body)
+    return files.write_json(Path(run_dir) / MANIFEST, body)
 
 
 def read_manifest(run_dir: str | Path) -> dict:
     p = Path(run_dir) / MANIFEST
     if not p.is_file():
         raise OutputError(f"{run_dir}: no {MANIFEST} here; run `edgeport export` on this folder first")
-    data = io.read_json(p, "manifest")
+    data = files.read_json(p, "manifest")
     if not isinstance(data, dict) or "artifacts" not in data:
         raise OutputError(f"{p}: not an edgeport manifest (no 'artifacts' list)")
     return data

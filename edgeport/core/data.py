@@ -15,7 +15,7 @@ from pathlib import Path
 
 import numpy as np
 
-from edgeport.errors import DataError
+from edgeport.core.errors import DataError
 
 BUNDLED_DIR = Path(__file__).parent / "mnist"
 MNIST_MD5 = {  # published checksums of the original files
