@@ -13,16 +13,57 @@ from pathlib import Path
 from edgeport.core.errors import ConfigError, EdgeportError
 
 
+def _add_data_args(p: argparse.ArgumentParser, training: bool) -> None:
+    """The dataset flags (edgeport.core.data.DataConfig): the same for every command that reads labelled images."""
+    g = p.add_argument_group("data")
+    g.add_argument("--data", "--data-dir", dest="data", default=None,
+                   help="an IDX folder, an image folder (PATH/train/<class>/*.png, PATH/test/<class>/..., or "
+                        "PATH/<class>/...), or a .npz with x_train, y_train, x_test, y_test (default: bundled MNIST)")
+    g.add_argument("--labels", default=None, help="text file with one class name a line (IDX/.npz carry none)")
+    g.add_argument("--channels", type=int, choices=(1, 3), default=None,
+                   help="convert every image to 1 (grayscale) or 3 (RGB) channels (default: as the data is)")
+    g.add_argument("--test-limit", type=int, default=None, help="use only the first N test images")
+    g.add_argument("--skip-bad-images", action="store_true",
+                   help="count and skip unreadable images in an image folder instead of stopping")
+    if training:
+        g.add_argument("--image-size", default=None, help="resize images to HxW, e.g. 32x32 (default: as they are)")
+        g.add_argument("--train-limit", type=int, default=None, help="use only the first N training images")
+        g.add_argument("--val-size", type=int, default=None,
+                       help="validation images carved from the end of train (MNIST 5000; else 10%%, at most 5000)")
+        g.add_argument("--test-fraction", type=float, default=None,
+                       help="image folders without test/: the stratified share held out for testing (0.2)")
+        g.add_argument("--preprocessing", choices=("mnist", "resize", "none"), default=None,
+                       help="what image files go through before the model (default: mnist for MNIST, else resize)")
+        g.add_argument("--resize", choices=("pad", "crop", "stretch"), default=None,
+                       help="resize preprocessing: keep aspect and pad (default) or centre-crop, or stretch")
+
+
 def _add_train_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--model", default=None, help="model name (default: default; see `edgeport models`)")
     p.add_argument("--epochs", type=int, default=None, help="training epochs (default 8)")
     p.add_argument("--batch-size", type=int, default=None)
     p.add_argument("--seed", type=int, default=None)
-    p.add_argument("--data-dir", default=None, help="folder of IDX files (default: bundled MNIST)")
-    p.add_argument("--train-limit", type=int, default=None, help="use only the first N training images")
-    p.add_argument("--val-size", type=int, default=None, help="validation images carved from the end of train (5000)")
-    p.add_argument("--test-limit", type=int, default=None, help="use only the first N test images")
+    _add_data_args(p, training=True)
     p.add_argument("--quick", action="store_true", help="small subset and one epoch: a smoke run of the same path")
+
+
+DATA_FLAGS = {"data": "path", "labels": "labels", "channels": "channels", "test_limit": "test_limit",
+              "skip_bad_images": "skip_bad_images", "image_size": "image_size", "train_limit": "train_limit",
+              "val_size": "val_size", "test_fraction": "test_fraction", "preprocessing": "preprocessing",
+              "resize": "resize"}
+
+
+def _data_config(args, base=None):
+    """DataConfig from `base` (defaults, or --quick's) and the data flags given."""
+    from dataclasses import replace
+
+    from edgeport.core.data import DataConfig
+    from edgeport.core.spec import parse_image_size
+
+    changes = {f: getattr(args, a) for a, f in DATA_FLAGS.items() if getattr(args, a, None) not in (None, False)}
+    if "image_size" in changes:
+        changes["image_size"] = parse_image_size(changes["image_size"])
+    return replace(base or DataConfig(), **changes)
 
 
 def _add_bench_args(p: argparse.ArgumentParser) -> None:
@@ -47,10 +88,9 @@ def _configs(args):
     from edgeport.train.fit import TrainConfig
 
     tc, ec, bc = quick_configs() if getattr(args, "quick", False) else (TrainConfig(), ExportConfig(), BenchConfig())
-    tflags = {"model": "model", "epochs": "epochs", "batch_size": "batch_size", "seed": "seed",
-              "data_dir": "data_dir", "train_limit": "train_limit", "test_limit": "test_limit",
-              "val_size": "val_size"}
-    tc = replace(tc, **{f: getattr(args, a) for a, f in tflags.items() if getattr(args, a, None) is not None})
+    tflags = {"model": "model", "epochs": "epochs", "batch_size": "batch_size", "seed": "seed"}
+    tc = replace(tc, data=_data_config(args, tc.data),
+                 **{f: getattr(args, a) for a, f in tflags.items() if getattr(args, a, None) is not None})
     if getattr(args, "targets", None):
         ec = replace(ec, targets=_targets(args.targets))
     if getattr(args, "calibration_size", None) is not None:
@@ -138,12 +178,14 @@ def _eval_or_bench(args, bench: bool) -> int:
     else:
         from edgeport.pipeline import evaluate_files
 
-        report = evaluate_files([target], data_dir=args.data_dir, bench_cfg=bc if bench else None,
-                                limit=args.test_limit)
+        report = evaluate_files([target], data=_data_config(args) if args.data else None,
+                                bench_cfg=bc if bench else None, limit=args.test_limit)
     if getattr(args, "json", False):
         print(json.dumps(report, indent=2))
     else:
         print_table(report)
+    for note in report.get("notes") or []:
+        print(f"edgeport: note: {note}", file=sys.stderr)
     return 0 if all(r["status"] == "ok" for r in report["artifacts"]) else 1
 
 
@@ -229,18 +271,17 @@ def build_parser() -> argparse.ArgumentParser:
         p = sub.add_parser(name, help=f"{'evaluate' if not bench else 'evaluate and benchmark'} a run folder "
                                       "or one .tflite/.onnx file (TensorFlow not needed)")
         p.add_argument("path", help="run folder (with manifest.json) or a model file")
-        p.add_argument("--data-dir", default=None, help="labelled IDX test data for a loose file (default MNIST)")
-        p.add_argument("--test-limit", type=int, default=None, help="first N test images only (loose files)")
+        _add_data_args(p, training=False)
         p.add_argument("--json", action="store_true", help="print the report as JSON")
         _add_bench_args(p)
         p.set_defaults(fn=lambda a, b=bench: _eval_or_bench(a, b))
 
     p = sub.add_parser("predict", help="classify image files with a .tflite/.onnx model (TensorFlow not needed)")
-    p.add_argument("model", help="a .tflite or .onnx file; labels and normalisation are read from it")
-    p.add_argument("images", nargs="+", help="image files (PNG, JPEG, ...); any size, dark-on-light or not")
+    p.add_argument("model", help="a .tflite or .onnx file; labels, size and scaling are read from it")
+    p.add_argument("images", nargs="+", help="image files (PNG, JPEG, ...) of any size")
     p.add_argument("--top", type=int, default=3, help="classes to show per image (default 3)")
     p.add_argument("--no-preprocess", action="store_true",
-                   help="images are already MNIST-like (model-sized, light ink on dark): no crop/scale/centre")
+                   help="images are already the model's size (and look like its training images): only decode them")
     p.add_argument("--json", action="store_true", help="print the predictions as JSON")
     p.set_defaults(fn=cmd_predict)
 

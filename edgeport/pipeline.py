@@ -13,15 +13,12 @@ import platform
 import time
 from pathlib import Path
 
-import numpy as np
-
 from edgeport.core import files
+from edgeport.core.data import DataConfig, load_dataset
 from edgeport.core.environment import cpu_count
-from edgeport.core.errors import EdgeportError, OutputError
-from edgeport.core.manifest import MANIFEST, read_manifest
+from edgeport.core.errors import EdgeportError, InputError
+from edgeport.core.run import RunFolder
 from edgeport.runtime.bench import BenchConfig  # re-exported: the settings live with the benchmark
-
-DOWNSTREAM = (MANIFEST, "report.json", "report.md", "report.html")  # describe an older model once training restarts
 
 
 def quick_configs():
@@ -31,14 +28,13 @@ def quick_configs():
     from edgeport.export.export import ExportConfig
     from edgeport.train.fit import TrainConfig
 
-    return (TrainConfig(epochs=2, batch_size=64, train_limit=12000, val_size=1000, test_limit=2000),  # ~98%
+    return (TrainConfig(epochs=2, batch_size=64, data=DataConfig(train_limit=12000, val_size=1000, test_limit=2000)),
             ExportConfig(calibration_size=100, validation_size=128),
             BenchConfig(runs=50, warmup=5, threads=(1,), batch_sizes=(1,), throughput_runs=10, overhead_runs=50))
 
 
 def clear_downstream(run_dir: Path) -> None:
-    for name in DOWNSTREAM:
-        (run_dir / name).unlink(missing_ok=True)
+    RunFolder(run_dir).clear_downstream()
 
 
 def run_pipeline(out_dir: str | Path, train_cfg=None, export_cfg=None, bench_cfg: BenchConfig = BenchConfig(),
@@ -70,31 +66,27 @@ def evaluate_run(run_dir: str | Path, bench_cfg: BenchConfig | None = BenchConfi
     """
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
-    from edgeport.core.data import load_dataset
     from edgeport.runtime import load
     from edgeport.runtime.bench import Interrupted, benchmark_file, headline
     from edgeport.runtime.fidelity import compare, confusion_matrix
 
-    run = Path(run_dir)
-    manifest = read_manifest(run)
-    train_info = files.read_json(run / "train.json", "training record") if (run / "train.json").exists() else {}
-    cfg = train_info.get("config") or {}
-    data = load_dataset(cfg.get("data_dir"), cfg.get("val_size", 5000), cfg.get("train_limit"), cfg.get("test_limit"))
+    run = RunFolder(run_dir)
+    manifest = run.manifest()
+    data = run.dataset()
     images, labels = data.test_images, data.test_labels
-    reference = _read_reference(run, labels)
-    model_file = run / "model.keras"
+    reference = run.reference(labels)
+    model_file = run.model_path
     ref_accuracy = float((reference.argmax(1) == labels).mean()) if reference is not None else None
     rows, predictions = [], {} if reference is None else {"reference": reference.argmax(1)}
+    cfg = run.data_config
     report = {
         "run": run.name,
         "created": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
-        "dataset": {"source": data.source, "test_images": int(len(images)),
-                    "subset": cfg.get("test_limit") is not None, "data_dir": cfg.get("data_dir"),
-                    "test_limit": cfg.get("test_limit")},
+        "dataset": _dataset_info(data, cfg, cfg.test_limit),
+        "input_spec": run.spec.to_dict(),
         "reference": {"accuracy": ref_accuracy, "path": model_file.name if model_file.exists() else None,
-                      "bytes": model_file.stat().st_size if model_file.exists() else None,
-                      "gzip_bytes": files.gzip_size(model_file) if model_file.exists() else None,
-                      "model_name": train_info.get("model_name")},
+                      "bytes": _size(model_file), "gzip_bytes": files.gzip_size(model_file) if model_file.is_file()
+                      else None, "model_name": run.model_name},
         "bench": None if bench_cfg is None else bench_cfg.to_dict(),
         "artifacts": rows,
         "environment": {"python": platform.python_version(), "machine": platform.machine(),
@@ -112,14 +104,14 @@ def evaluate_run(run_dir: str | Path, bench_cfg: BenchConfig | None = BenchConfi
             row = {k: entry.get(k) for k in ("name", "format", "precision", "path", "bytes", "gzip_bytes")}
             row["lineage"] = entry.get("lineage", {})
             try:
-                model = load(run / entry["path"])
+                model = load(run.path / entry["path"])
                 ev = model.evaluate(images, labels, reference,
                                     progress=lambda n, t=task: progress.update(t, completed=n))
                 row.update(status="ok", **ev.to_dict())
                 predictions[entry["name"]] = ev.predictions
                 if bench_cfg is not None:
                     progress.update(task, description=f"bench {entry['name']}")
-                    row["benchmark"] = benchmark_file(run / entry["path"], images, bench_cfg)
+                    row["benchmark"] = benchmark_file(run.path / entry["path"], images, bench_cfg)
                     row.update(headline(row["benchmark"]))
             except EdgeportError as exc:
                 row.update(status="failed", error=str(exc))
@@ -135,29 +127,43 @@ def evaluate_run(run_dir: str | Path, bench_cfg: BenchConfig | None = BenchConfi
     return report
 
 
-def evaluate_files(paths: list, data_dir: str | None = None, bench_cfg: BenchConfig | None = None,
+def evaluate_files(paths: list, data: DataConfig | str | None = None, bench_cfg: BenchConfig | None = None,
                    limit: int | None = None) -> dict:
-    """Evaluate (and benchmark) loose model files, ours or not, on a labelled IDX test set."""
-    from edgeport.core.data import load_dataset
+    """Evaluate (and benchmark) loose model files, ours or not, on a labelled test set.
+
+    `data` None: the bundled MNIST when the file takes its 28x28x1 images; for any other model there is nothing
+    to measure accuracy on, so only the benchmark runs (latency, throughput, size, MACs on inputs of the model's
+    own shape) and the report says accuracy was not measured. Given `data` must fit the model: an error if not."""
     from edgeport.runtime import load
     from edgeport.runtime.bench import Interrupted, benchmark_file, check_images_fit, headline
     from edgeport.runtime.fidelity import compare
 
-    data = load_dataset(data_dir, val_size=0, test_limit=limit)  # no training here: keep every image
-    rows, predictions = [], {}
-    report = {"run": ", ".join(str(p) for p in paths), "dataset": {"source": data.source,
-              "test_images": len(data.test_images), "data_dir": data_dir, "test_limit": limit},
-              "reference": {}, "bench": None if bench_cfg is None else bench_cfg.to_dict(), "artifacts": rows}
+    cfg = data if isinstance(data, DataConfig) else DataConfig(path=None if data is None else str(data))
+    rows, predictions, notes = [], {}, []
+    report = {"run": ", ".join(str(p) for p in paths), "dataset": None, "reference": {},
+              "bench": None if bench_cfg is None else bench_cfg.to_dict(), "artifacts": rows, "notes": notes}
+    dataset = None
     for p in paths:
         model = load(p)
-        check_images_fit(model, data.test_images, data.source, data_dir is None)
-        ev = model.evaluate(data.test_images, data.test_labels)
+        notes += [n for n in model.spec_notes if n not in notes]
+        if dataset is None or tuple(dataset.test_images.shape[1:]) != model.spec.image_shape:
+            dataset = _data_for(model, cfg, limit, explicit=data is not None)
         row = {"name": Path(p).name, "format": model.format, "precision": model.input.dtype, "path": str(p),
-               "bytes": Path(p).stat().st_size, "gzip_bytes": files.gzip_size(p), "status": "ok", **ev.to_dict()}
-        predictions[row["name"]] = ev.predictions
+               "bytes": Path(p).stat().st_size, "gzip_bytes": files.gzip_size(p), "status": "ok",
+               "input_spec": model.spec.to_dict()}
+        if dataset is not None:
+            check_images_fit(model, dataset.test_images, dataset.source, cfg.path is None)
+            ev = model.evaluate(dataset.test_images, dataset.test_labels)
+            row.update(ev.to_dict())
+            predictions[row["name"]] = ev.predictions
+            report["dataset"] = _dataset_info(dataset, cfg, limit)
+        else:
+            row["accuracy_note"] = "not measured: no labelled data for this model's input (give --data)"
+            if row["accuracy_note"] not in notes:
+                notes.append(f"{Path(p).name}: accuracy {row['accuracy_note']}")
         if bench_cfg is not None:
             try:
-                row["benchmark"] = benchmark_file(p, data.test_images, bench_cfg)
+                row["benchmark"] = benchmark_file(p, None if dataset is None else dataset.test_images, bench_cfg)
             except KeyboardInterrupt as exc:
                 partial = getattr(exc, "partial", None)
                 rows.append(row | {"status": "interrupted", "benchmark": partial,
@@ -165,19 +171,34 @@ def evaluate_files(paths: list, data_dir: str | None = None, bench_cfg: BenchCon
                 raise Interrupted(report | {"interrupted": True}) from None
             row.update(headline(row["benchmark"]))
         rows.append(row)
-    report["fidelity"] = compare(predictions, data.test_labels)
+    if predictions and dataset is not None and len(predictions) == len(rows):
+        report["fidelity"] = compare(predictions, dataset.test_labels)
     return report
 
 
-def _read_reference(run: Path, labels: np.ndarray) -> np.ndarray | None:
-    path = run / "reference.npz"
-    if not path.exists():
-        return None
-    try:
-        with np.load(path, allow_pickle=False) as z:
-            probs, ref_labels = z["probs"], z["labels"]
-    except (OSError, KeyError, ValueError) as exc:
-        raise OutputError(f"{path}: unreadable reference predictions ({exc})") from None
-    if len(ref_labels) != len(labels) or not np.array_equal(ref_labels, labels):
-        raise OutputError(f"{path}: reference predictions were made on a different test set")
-    return probs
+def _data_for(model, cfg: DataConfig, limit: int | None, explicit: bool):
+    """The labelled test set to evaluate `model` on, or None when no data was given and MNIST does not fit it."""
+    from dataclasses import replace
+
+    spec = model.spec
+    if not explicit:
+        if spec.image_shape != (28, 28, 1) or model.num_classes != 10:
+            return None
+        return load_dataset(cfg, val_size=0, test_limit=limit)
+    fitted = replace(cfg, image_size=cfg.image_size or (spec.height, spec.width), channels=cfg.channels or
+                     spec.channels, preprocessing=cfg.preprocessing or spec.preprocessing)
+    data = load_dataset(fitted, val_size=0, test_limit=limit)
+    if data.num_classes > model.num_classes:
+        raise InputError(f"{cfg.path}: has {data.num_classes} classes but {model.path.name} gives "
+                         f"{model.num_classes} outputs")
+    return data
+
+
+def _dataset_info(data, cfg: DataConfig, test_limit: int | None) -> dict:
+    return {"source": data.source, "kind": data.kind, "test_images": int(len(data.test_images)),
+            "subset": test_limit is not None, "test_limit": test_limit, "config": cfg.to_dict(),
+            "notes": list(data.notes)}
+
+
+def _size(path: Path) -> int | None:
+    return path.stat().st_size if path.is_file() else None

@@ -86,6 +86,7 @@ class BrowserArtifact:
     norm_mean: float = 0.0  # model normalisation after scaling to [0, 1]: (x - mean) / std
     norm_std: float = 1.0
     labels: list[str] = field(default_factory=list)  # class names, index = class
+    input_spec: dict = field(default_factory=dict)  # the file's whole input spec (edgeport.core.spec.InputSpec)
 
 
 def vendor_status(web_dir: Path) -> dict[str, str | None]:
@@ -160,34 +161,29 @@ class ServedRun:
                 self.artifacts.append(BrowserArtifact(**base, runtime=None, runnable=False, reason=str(exc)))
                 continue
             runtime, reason = browser_support(a["format"], model.input, model.output, self.vendors)
-            mean, std = model.normalization
+            spec = model.spec
             self.files[a["name"]] = path
             self.models[a["name"]] = model
             self.artifacts.append(BrowserArtifact(
                 **base, runtime=runtime, runnable=reason is None, reason=reason,
                 input_name=model.input.name, input_shape=list(model.input.shape), input_dtype=model.input.dtype,
-                output_name=model.output.name, output_dtype=model.output.dtype, norm_mean=mean, norm_std=std,
-                labels=_labels(model)))
+                output_name=model.output.name, output_dtype=model.output.dtype, norm_mean=spec.mean[0],
+                norm_std=spec.std[0], labels=list(spec.labels), input_spec=spec.to_dict()))
         if not self.artifacts:
             raise ConfigError(f"{self.run_dir}: the manifest lists no artifacts to serve")
 
     def test_images(self):
-        """(uint8 images, labels) of the run's test split (the dataset train.json names, else bundled MNIST)."""
+        """(uint8 images (N, H, W, C), labels, source) of the run's test split (the dataset train.json names)."""
         if self._test is None:
-            from edgeport.core.data import load_dataset
+            from edgeport.core.run import RunFolder
 
-            info = {}
-            if (self.run_dir / "train.json").is_file():
-                from edgeport.core import files
-
-                info = files.read_json(self.run_dir / "train.json", "training record (train.json)")
-            data = load_dataset((info.get("config") or {}).get("data_dir"), test_limit=self.cfg.max_testset)
+            data = RunFolder(self.run_dir).dataset(test_limit=self.cfg.max_testset)
             self._test = (data.test_images, data.test_labels, data.source)
         return self._test
 
     def predict(self, name: str, data: bytes, suffix: str, k: int, preprocess: bool) -> dict:
         """Top-k of one uploaded image through the Python runtime: `edgeport predict`'s own function, so
-        the preprocessing is runtime/preprocess.py's (the page's preprocess.js mirrors it)."""
+        the preprocessing is edgeport/core/images.py's (the page's preprocess.js mirrors it)."""
         import tempfile
 
         from edgeport.runtime.predict import predict_files
@@ -204,14 +200,8 @@ class ServedRun:
         if pred.error is not None:
             raise _Http(400, pred.error.replace(str(path), "upload"))
         return {"artifact": name, "top": [{"label": lab, "probability": p} for lab, p in pred.top],
-                "index": pred.index, "latency_ms": ms, "preprocess": "mnist" if preprocess else "none",
+                "index": pred.index, "latency_ms": ms, "preprocess": result.preprocess,
                 "notes": result.notes}
-
-
-def _labels(model) -> list[str]:
-    from edgeport.runtime.metadata import labels_of
-
-    return list(labels_of(model.metadata, model.num_classes))
 
 
 class _Http(Exception):
@@ -297,7 +287,7 @@ def create_app(run_dir: str | Path, cfg: ServeConfig = ServeConfig()):
                      f"application/octet-stream). Bodies over {cfg.max_upload_bytes} bytes, or images over "
                      f"{cfg.max_pixels} pixels by their header, get 413 before decoding; other content types "
                      "get 415; bytes that are not an image get 415. By default the image gets MNIST-style "
-                     "preprocessing (edgeport.runtime.preprocess); preprocess=false expects an image already "
+                     "preprocessing (edgeport.core.images); preprocess=false expects an image already "
                      "the model's size, light ink on dark."),
         openapi_extra={"requestBody": {"required": True, "content": {
             m: {"schema": {"type": "string", "format": "binary"}}

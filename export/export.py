@@ -17,9 +17,11 @@ from pathlib import Path
 import numpy as np
 
 from edgeport.core import files
-from edgeport.core.data import load_dataset, normalise
+from edgeport.core.environment import package_versions
 from edgeport.core.errors import ConfigError, ExportError
-from edgeport.core.manifest import Artifact, write_manifest
+from edgeport.core.manifest import MANIFEST, Artifact, write_manifest
+from edgeport.core.metadata import file_metadata
+from edgeport.core.run import RunFolder
 
 ARTIFACTS_DIR = "artifacts"
 
@@ -42,31 +44,40 @@ class ExportConfig:
 
 @dataclass
 class ExportContext:
-    """What converters may use: TensorFlow, calibration data, settings. Built once per export."""
+    """What converters may use: TensorFlow, the run (its data and input spec), settings. Built once per model."""
 
     tf: object
     cfg: ExportConfig
-    data_dir: str | None
+    run: RunFolder
     _calib: np.ndarray | None = field(default=None, repr=False)
-    calibration_image_shape: tuple[int, ...] | None = None
-    metadata: dict[str, str] = field(default_factory=dict)  # embedded in every file (export/metadata.py)
+    metadata: dict[str, str] = field(default_factory=dict)  # embedded in every file (edgeport.core.metadata)
+
+    @property
+    def spec(self):
+        return self.run.spec
 
     def calibration_images(self) -> np.ndarray:
-        """float32 (N, H, W, 1) in [0, 1], the first `calibration_size` images of the chosen split."""
+        """float32 model input, the first `calibration_size` images of the chosen split."""
         if self._calib is None:
-            data = load_dataset(self.data_dir)
+            data = self.run.dataset()
             src = data.train_images if self.cfg.calibration_source == "train" else data.val_images
-            self._calib = normalise(src[: self.cfg.calibration_size])
+            if not len(src):
+                raise ExportError(f"int8 calibration needs {self.cfg.calibration_source} images, and "
+                                  f"{data.source} has none; give a dataset with a train split")
+            self._calib = self.spec.normalise(src[: self.cfg.calibration_size])
         return self._calib
 
     def calibration_info(self) -> dict:
         return {"source": self.cfg.calibration_source, "size": int(len(self.calibration_images())),
-                "dataset": self.data_dir or "bundled MNIST"}
+                "dataset": self.run.dataset().source}
 
 
-def export_model(model_path: str | Path, run_dir: str | Path, cfg: ExportConfig = ExportConfig(),
-                 data_dir: str | None = None, training: dict | None = None, prefix: str = "") -> list[Artifact]:
-    """Convert one .keras model to each target in `cfg.targets`; return validated artifacts."""
+def export_model(model_path: str | Path, run: RunFolder | str | Path, cfg: ExportConfig = ExportConfig(),
+                 training: dict | None = None, prefix: str = "") -> list[Artifact]:
+    """Convert one model file to each target in `cfg.targets` into `run`'s artifacts/; return validated artifacts.
+
+    The run folder's train.json gives the data (calibration, validation) and the input spec; a folder without
+    one means the bundled MNIST."""
     from edgeport.export.targets import get_target
     from edgeport.runtime import load
     from edgeport.train.compress import load_model  # .keras in safe mode, or a QAT weights pair
@@ -74,17 +85,21 @@ def export_model(model_path: str | Path, run_dir: str | Path, cfg: ExportConfig 
 
     cfg.validate()
     targets = [get_target(t) for t in cfg.targets]  # unknown names fail before any work
-    out = files.ensure_writable_dir(Path(run_dir) / ARTIFACTS_DIR)
+    run = run if isinstance(run, RunFolder) else RunFolder(run)
+    out = files.ensure_writable_dir(run.path / ARTIFACTS_DIR)
     tf, _ = import_tf()
     model = load_model(model_path)
-    ctx = ExportContext(tf=tf, cfg=cfg, data_dir=data_dir)
-    data = load_dataset(data_dir, test_limit=cfg.validation_size)
-    sample_u8 = data.test_images
-    ref = model.predict(normalise(sample_u8), verbose=0)
-    from edgeport.export.metadata import build_metadata, embed_metadata
+    spec = run.spec
+    if tuple(model.input_shape[1:]) != spec.tensor_shape()[1:]:
+        raise ExportError(f"{model_path}: takes input {list(model.input_shape)}, but the run's input spec says "
+                          f"{list(spec.tensor_shape())}")
+    ctx = ExportContext(tf=tf, cfg=cfg, run=run)
+    data = run.dataset()
+    sample = data.test_images[: cfg.validation_size]
+    ref = model.predict(spec.normalise(sample), verbose=0)
+    ctx.metadata = file_metadata(spec, (training or {}).get("model") or run.model_name, data.source)
+    from edgeport.export.metadata import embed_metadata
 
-    file_metadata = build_metadata(model, (training or {}).get("model"), data.source)  # embedded in every file
-    ctx.metadata = file_metadata
     artifacts = []
     for target in targets:
         name = f"{prefix}{target.name}"
@@ -98,13 +113,13 @@ def export_model(model_path: str | Path, run_dir: str | Path, cfg: ExportConfig 
                 raise
             except Exception as exc:  # converters raise anything; the user needs the target and one line
                 raise ExportError(f"{name}: conversion failed ({_first_line(exc)})") from None
-            metadata = embed_metadata(tmp, target.format, file_metadata)
-            validation = _validate(tmp, target, load, sample_u8, ref, name)
+            metadata = embed_metadata(tmp, target.format, ctx.metadata)
+            validation = _validate(tmp, target, load, sample, ref, name)
             described = load(tmp).describe()
         seconds = time.perf_counter() - t0
         artifacts.append(Artifact(
             name=name, format=target.format, precision=target.precision,
-            path=str(final.relative_to(Path(run_dir))), bytes=final.stat().st_size,
+            path=str(final.relative_to(run.path)), bytes=final.stat().st_size,
             gzip_bytes=files.gzip_size(final), sha256=files.sha256_file(final),
             inputs=described["inputs"], outputs=described["outputs"],
             lineage={"source_model": str(Path(model_path).name), "training": training or {"method": "float"},
@@ -115,7 +130,7 @@ def export_model(model_path: str | Path, run_dir: str | Path, cfg: ExportConfig 
     return artifacts
 
 
-def _validate(path: Path, target, load, sample_u8: np.ndarray, ref: np.ndarray, name: str) -> dict:
+def _validate(path: Path, target, load, sample_u8, ref: np.ndarray, name: str) -> dict:
     """Structural check, then outputs against Keras on the sample: float within atol, int8 by top-1."""
     if target.format == "onnx":
         import onnx
@@ -140,7 +155,7 @@ def _validate(path: Path, target, load, sample_u8: np.ndarray, ref: np.ndarray, 
 
 
 def export_run(run_dir: str | Path, cfg: ExportConfig = ExportConfig(), recipe=None) -> Path:
-    """Export the run folder's model.keras to every target and write manifest.json; return its path.
+    """Export the run folder's reference model to every target and write manifest.json; return its path.
 
     With a recipe (edgeport.export.recipe.Recipe) its variants replace `cfg.targets`: each training-time method
     is fine-tuned, then exported; `cfg` still gives the settings the recipe leaves unset."""
@@ -148,26 +163,22 @@ def export_run(run_dir: str | Path, cfg: ExportConfig = ExportConfig(), recipe=N
         from edgeport.export.recipe import export_recipe
 
         return export_recipe(run_dir, recipe, cfg)
-    run = Path(run_dir)
-    train_info = files.read_json(run / "train.json", "training record (train.json)") if (run / "train.json").exists() \
-        else {}
-    data_dir = (train_info.get("config") or {}).get("data_dir")
-    model_path = run / "model.keras"
-    artifacts = export_model(model_path, run, cfg, data_dir=data_dir,
-                             training={"method": "float", "model": train_info.get("model_name")})
-    from edgeport.core.environment import package_versions
-
-    return write_manifest(run, artifacts, **manifest_header(model_path, train_info), export_config=asdict(cfg),
+    run = RunFolder(run_dir)
+    (run.path / MANIFEST).unlink(missing_ok=True)  # an export in progress must not look complete
+    artifacts = export_model(run.model_path, run, cfg, training={"method": "float", "model": run.model_name})
+    return write_manifest(run.path, artifacts, **manifest_header(run), export_config=asdict(cfg),
                           packages=package_versions())
 
 
-def manifest_header(model_path: Path, train_info: dict) -> dict:
-    """The manifest fields every export writes: when, by which command, from which model."""
+def manifest_header(run: RunFolder) -> dict:
+    """The manifest fields every export writes: when, by which command, from which model, for which input."""
     return {
         "created": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
         "command": " ".join(shlex.quote(a) for a in sys.argv),
-        "source_model": {"path": model_path.name, "sha256": files.sha256_file(model_path),
-                         "model_name": train_info.get("model_name"), "test_accuracy": train_info.get("test_accuracy")},
+        "source_model": {"path": run.model_path.name, "sha256": files.sha256_file(run.model_path),
+                         "model_name": run.model_name, "test_accuracy": run.record.get("test_accuracy")},
+        "input_spec": run.spec.to_dict(),
+        "dataset": {"source": run.dataset().source, "kind": run.dataset().kind},
     }
 
 

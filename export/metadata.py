@@ -1,19 +1,8 @@
 """Embed edgeport's metadata in every exported file, so a .tflite or .onnx explains itself on the device.
 
-What is embedded (a flat map of strings, the same keys in both formats; `edgeport.runtime.metadata`
-reads it back and `Model.prepare` applies it):
-
-    producer       "edgeport 0.1.0"
-    model_name     the registered model ("default", "seed", ...)
-    dataset        where the training images came from ("bundled MNIST" or a folder)
-    labels         JSON list of class names, index = output position
-    image_shape    JSON [H, W, C] of one input image
-    layout         "NHWC": batch, height, width, channels
-    input_scale    "1/255": uint8 pixels are divided by 255 first ...
-    norm_mean      ... then (x - norm_mean) / norm_std (0 and 1 for our models: they take [0, 1] input)
-    norm_std
-    ink            "light-on-dark": what the training images look like (MNIST: white digit on black)
-    preprocessing  the name of the function real images go through first ("mnist", see runtime/preprocess.py)
+What is embedded is a flat map of strings, the same keys in both formats: the producer, model name, dataset
+and the input spec (edgeport.core.metadata lists the keys and what they mean; `edgeport.core.metadata.spec_of`
+reads them back for the runtime).
 
 ONNX keeps them in `ModelProto.metadata_props` (read by onnxruntime's `custom_metadata_map`). TFLite keeps
 them as one entry of the model's `metadata` list named "edgeport", whose buffer holds the map as UTF-8 JSON.
@@ -31,39 +20,10 @@ from pathlib import Path
 import numpy as np
 
 from edgeport.core.errors import ExportError
+from edgeport.core.metadata import TFLITE_METADATA_NAME
 
-TFLITE_METADATA_NAME = "edgeport"  # the name of our entry in a TFLite model's metadata list
 TFLITE_FILE_ID = b"TFL3"
 BUFFER_ALIGNMENT = 16  # what the TFLite converter uses: TFLM and LiteRT read weights in place
-MNIST_LABELS = [str(i) for i in range(10)]
-
-
-def build_metadata(model, model_name: str | None, dataset: str | None) -> dict[str, str]:
-    """The metadata for a Keras model trained by edgeport (input in [0, 1], softmax output)."""
-    from importlib.metadata import PackageNotFoundError, version
-
-    try:
-        producer = f"edgeport {version('edgeport')}"
-    except PackageNotFoundError:
-        producer = "edgeport"
-    h, w, c = (int(d) for d in model.input_shape[1:4])
-    classes = int(model.output_shape[-1])
-    # Class names: MNIST digits are their own names; other IDX datasets carry no names, so use the index.
-    labels = MNIST_LABELS if classes == 10 and (dataset or "bundled MNIST") == "bundled MNIST" else \
-        [str(i) for i in range(classes)]
-    return {
-        "producer": producer,
-        "model_name": model_name or "",
-        "dataset": dataset or "bundled MNIST",
-        "labels": json.dumps(labels),
-        "image_shape": json.dumps([h, w, c]),
-        "layout": "NHWC",
-        "input_scale": "1/255",
-        "norm_mean": "0.0",  # edgeport models take pixels / 255 as they are (train/data.py normalise)
-        "norm_std": "1.0",
-        "ink": "light-on-dark",
-        "preprocessing": "mnist",
-    }
 
 
 def embed_metadata(path: str | Path, fmt: str, metadata: dict[str, str]) -> dict[str, str]:

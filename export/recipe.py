@@ -26,6 +26,7 @@ from pathlib import Path
 from edgeport.core import files
 from edgeport.core.errors import ConfigError, EdgeportError
 from edgeport.core.manifest import MANIFEST, write_manifest
+from edgeport.core.run import RunFolder
 from edgeport.export.export import ExportConfig, export_model, manifest_header
 from edgeport.train.compress import FINE_TUNE_SETTINGS, QUANTISED, SETTINGS, CompressConfig, Method
 
@@ -170,23 +171,17 @@ def export_recipe(run_dir: str | Path, recipe: Recipe, cfg: ExportConfig = Expor
     `cfg` gives what the recipe leaves unset (calibration size/source, validation sample). Nothing is trained
     or written before every entry has been checked against the model.
     """
-    from edgeport.core.data import load_dataset
     from edgeport.core.environment import package_versions
     from edgeport.export.file_stats import weight_stats
     from edgeport.train.compress import Compressor, check_applicable
 
-    run = Path(run_dir)
-    (run / MANIFEST).unlink(missing_ok=True)  # an export in progress must not look complete
-    train_info = files.read_json(run / "train.json", "training record (train.json)") if (run / "train.json").exists() \
-        else {}
-    tcfg = train_info.get("config") or {}
-    model_path = run / "model.keras"
+    run = RunFolder(run_dir)
+    (run.path / MANIFEST).unlink(missing_ok=True)  # an export in progress must not look complete
+    model_path = run.model_path
     needs_training = any(v.compress.method is not Method.FLOAT for v in recipe.variants)
-    data = load_dataset(tcfg.get("data_dir"), tcfg.get("val_size", 5000), tcfg.get("train_limit"),
-                        tcfg.get("test_limit")) if needs_training else None
     compressor = None
     if needs_training:
-        compressor = Compressor(model_path, data)
+        compressor = Compressor(model_path, run.dataset(), spec=run.spec)
         for v in recipe.variants:  # every user error before any work
             try:
                 check_applicable(compressor.base, v.compress)
@@ -194,26 +189,25 @@ def export_recipe(run_dir: str | Path, recipe: Recipe, cfg: ExportConfig = Expor
                 raise ConfigError(f"{v.label}: {exc}") from None
     artifacts = []
     for v in recipe.variants:
-        source, training = model_path, {"method": "float", "model": train_info.get("model_name")}
+        source, training = model_path, {"method": "float", "model": run.model_name}
         if v.compress.method is not Method.FLOAT:
             print(f"compress {v.name}: {v.compress.method.value} {v.compress.settings()}", file=sys.stderr)
             try:
-                result = compressor.run(v.compress, files.ensure_writable_dir(run / COMPRESSED_DIR), v.name)
+                result = compressor.run(v.compress, files.ensure_writable_dir(run.path / COMPRESSED_DIR), v.name)
             except EdgeportError as exc:
                 raise type(exc)(f"{v.label}: {exc}") from None
             source = result.path
-            training = {"model": train_info.get("model_name"), "variant": v.name,
-                        "source_model": str(result.path.relative_to(run)), **result.lineage}
+            training = {"model": run.model_name, "variant": v.name,
+                        "source_model": str(result.path.relative_to(run.path)), **result.lineage}
         ecfg = replace(cfg, targets=v.targets, **{k: getattr(v, k) for k in EXPORT_SETTINGS
                                                   if getattr(v, k) is not None})
-        for art in export_model(source, run, ecfg, data_dir=tcfg.get("data_dir"), training=training,
-                                prefix=v.prefix):
+        for art in export_model(source, run, ecfg, training=training, prefix=v.prefix):
             conversion = art.lineage.get("conversion", {})
             art.lineage["calibration"] = conversion.get("calibration")
-            art.lineage["file_weights"] = weight_stats(run / art.path)
+            art.lineage["file_weights"] = weight_stats(run.path / art.path)
             artifacts.append(art)
     return write_manifest(
-        run, artifacts, **manifest_header(model_path, train_info),
+        run.path, artifacts, **manifest_header(run),
         export_config={k: v for k, v in asdict(cfg).items() if k != "targets"},  # the recipe names the targets
         recipe={"source": recipe.source, "settings": recipe.settings,
                 "variants": [{"name": v.name, **{f.name: getattr(v, f.name) for f in fields(v)

@@ -10,11 +10,14 @@ from __future__ import annotations
 import time
 from abc import ABC, abstractmethod
 from dataclasses import asdict, dataclass, field
+from functools import cached_property
 from pathlib import Path
 
 import numpy as np
 
 from edgeport.core.errors import InputError
+from edgeport.core.metadata import spec_of
+from edgeport.core.spec import InputSpec
 
 
 @dataclass(frozen=True)
@@ -113,17 +116,34 @@ class Model(ABC):
     def __repr__(self) -> str:
         return f"<{type(self).__name__} {self.path.name} in={self.input.shape}:{self.input.dtype}>"
 
+    @cached_property
+    def _spec_and_notes(self) -> tuple[InputSpec, list[str]]:
+        spec, notes = spec_of(self.metadata, self.input.shape, self.num_classes, self.path.name)
+        if not self.input.quantized and not self.input.dtype.startswith("float") and spec.scale != 1.0 \
+                and "input_scale" not in self.metadata:
+            spec = spec.replace(scale=1.0)  # an integer input that is not quantised takes raw pixel values
+            notes.append(f"{self.path.name} takes {self.input.dtype} input: feeding raw pixel values (0..255)")
+        return spec, notes
+
+    @property
+    def spec(self) -> InputSpec:
+        """What this file takes: its embedded input spec, or one derived from its input tensor (`spec_notes` says
+        which defaults were assumed). Raises InputError when the input is not an image."""
+        return self._spec_and_notes[0]
+
+    @property
+    def spec_notes(self) -> list[str]:
+        """Defaults the spec had to assume (no edgeport metadata, labels that do not fit, ...), to say once."""
+        return list(self._spec_and_notes[1])
+
     @property
     def image_shape(self) -> tuple[int, int]:
         """(H, W) the model expects; raises InputError if the input is not an image tensor."""
-        shape = self.input.shape
-        if len(shape) == 4 and shape[-1] in (1, -1):  # NHWC
-            return shape[1], shape[2]
-        if len(shape) == 4 and shape[1] == 1:  # NCHW (PyTorch-exported ONNX)
-            return shape[2], shape[3]
-        if len(shape) == 3:  # NHW
-            return shape[1], shape[2]
-        raise InputError(f"{self.path.name}: input {self.input.name} has shape {shape}, not an image (N,H,W[,1])")
+        return self.spec.height, self.spec.width
+
+    @property
+    def labels(self) -> list[str]:
+        return list(self.spec.labels)
 
     @property
     def num_classes(self) -> int:
@@ -134,48 +154,18 @@ class Model(ABC):
                 "batch_dynamic": self.batch_dynamic}
 
     def prepare(self, images: np.ndarray) -> np.ndarray:
-        """Validate images and turn them into the engine's input: layout, scaling and quantisation.
+        """Validate images and turn them into the engine's input: scaling, layout and quantisation by the spec.
 
-        Accepts uint8 images (0..255) or float images in [0, 1], shaped (H, W), (N, H, W) or (N, H, W, 1).
+        Accepts uint8 images (0..255) or float images in [0, 1], shaped (N, H, W, C) or one (H, W, C); grayscale
+        also (N, H, W) or (H, W).
         """
-        x = np.asarray(images)
-        h, w = self.image_shape
-        if x.ndim == 2:
-            x = x[None]
-        if x.ndim == 4 and x.shape[-1] == 1:
-            x = x[..., 0]
-        if x.ndim != 3 or (h > 0 and x.shape[1] != h) or (w > 0 and x.shape[2] != w):
-            raise InputError(
-                f"{self.path.name}: expected images of shape (N, {h}, {w}) or (N, {h}, {w}, 1), "
-                f"got {np.asarray(images).shape}"
-            )
-        if x.dtype == np.uint8:
-            x = x.astype(np.float32) / 255.0
-        elif x.dtype in (np.float32, np.float64, np.float16):
-            x = x.astype(np.float32)
-            if x.size and (not np.isfinite(x).all() or x.min() < -1e-6 or x.max() > 1 + 1e-6):
-                raise InputError(
-                    f"{self.path.name}: float images must be in [0, 1] and finite (got {x.min():.3g}..{x.max():.3g}); "
-                    "pass uint8 0..255 images instead"
-                )
-        else:
-            raise InputError(f"{self.path.name}: expected uint8 or float images, got dtype {x.dtype}")
-        mean, std = self.normalization
-        x = (x - mean) / std
-        shape = self.input.shape
-        if len(shape) == 4 and shape[-1] in (1, -1):
-            x = x[..., None]
-        elif len(shape) == 4:
-            x = x[:, None]
-        return self._quantize(x)
-
-    @property
-    def normalization(self) -> tuple[float, float]:
-        """(mean, std) applied after scaling to [0, 1]; read from the file's metadata when present."""
         try:
-            return float(self.metadata.get("norm_mean", 0.0)), float(self.metadata.get("norm_std", 1.0))
-        except (TypeError, ValueError):
-            return 0.0, 1.0
+            x = self.spec.normalise(images)
+        except InputError as exc:
+            raise InputError(f"{self.path.name}: {exc}") from None
+        if len(self.input.shape) == 3:  # an (N, H, W) input tensor: grayscale without a channel axis
+            x = x[..., 0]
+        return self._quantize(x)
 
     def _quantize(self, x: np.ndarray) -> np.ndarray:
         spec = self.input
@@ -199,15 +189,24 @@ class Model(ABC):
             y = e / e.sum(axis=1, keepdims=True)
         return y
 
-    def predict(self, images: np.ndarray, batch_size: int = 256, progress=None) -> np.ndarray:
-        """Class probabilities (N, classes) for images; quantised I/O is scaled from the file's own parameters."""
-        x = self.prepare(images)
+    def predict(self, images, batch_size: int = 256, progress=None) -> np.ndarray:
+        """Class probabilities (N, classes); quantised I/O is scaled from the file's own parameters.
+
+        `images` is an array, or any sized sequence whose slices are uint8 batches (a lazy image folder): it is
+        prepared `batch_size` images at a time, so a large test set is never all in memory at once."""
+        if isinstance(images, np.ndarray):
+            try:
+                images = self.spec.as_batch(images)
+            except InputError as exc:
+                raise InputError(f"{self.path.name}: {exc}") from None
         step = batch_size if self.batch_dynamic else 1
         outs = []
-        for i in range(0, len(x), step):
-            outs.append(self._invoke(x[i : i + step]))
+        for i in range(0, len(images), batch_size):
+            x = self.prepare(images[i : i + batch_size])
+            for j in range(0, len(x), step):
+                outs.append(self._invoke(x[j : j + step]))
             if progress is not None:
-                progress(min(i + step, len(x)))
+                progress(min(i + batch_size, len(images)))
         if not outs:
             return np.zeros((0, self.num_classes), np.float32)
         return self._to_probabilities(np.concatenate(outs))
@@ -239,8 +238,7 @@ class Model(ABC):
         if runs < 1 or warmup < 0:
             raise InputError(f"benchmark needs runs >= 1 and warmup >= 0, got runs={runs}, warmup={warmup}")
         if image is None:
-            h, w = self.image_shape
-            image = np.random.default_rng(0).integers(0, 256, (max(h, 1), max(w, 1)), dtype=np.uint8)
+            image = np.random.default_rng(0).integers(0, 256, self.spec.image_shape, dtype=np.uint8)
         x = self.prepare(image)[:1]
         t0 = time.perf_counter()
         self._invoke(x)

@@ -86,18 +86,19 @@ def _time_calls(fn: Callable[[], object], runs: int, budget_s: float | None, sin
         sink.append((clock() - t0) * 1e3)
 
 
-def check_images_fit(model, images: np.ndarray, source: str, default_data: bool) -> None:
-    """Raise InputError unless `model` takes the (N, H, W) grey test images as they are."""
-    ih, iw = images.shape[1:3]
+def check_images_fit(model, images, source: str, default_data: bool) -> None:
+    """Raise InputError unless `model` takes the (N, H, W, C) test images as they are."""
+    shape = tuple(np.asarray(images[:1]).shape[1:])
     try:
-        h, w = model.image_shape
+        want = model.spec.image_shape
     except InputError:
-        h = w = None
-    if h is None or (h > 0 and h != ih) or (w > 0 and w != iw):
-        hint = ("pass --data-dir with labelled IDX images of the model's input size" if default_data
-                else "give a --data-dir whose images match the model's input")
+        want = None
+    if want is None or tuple(shape) != want:
+        hint = ("pass --data with labelled images for the model's input" if default_data
+                else "give --data whose images match the model's input")
+        got = "x".join(str(d) for d in shape)
         raise InputError(f"{model.path.name}: input {model.input.name} has shape {list(model.input.shape)}, "
-                         f"which does not take the {ih}x{iw}x1 images of {source}; {hint}")
+                         f"which does not take the {got} images of {source}; {hint}")
 
 
 # --- memory -----------------------------------------------------------------------------------------------
@@ -138,8 +139,9 @@ def _peak_rss_mb(method: str) -> float | None:
 def _inputs(model, images: np.ndarray | None, n: int) -> np.ndarray:
     """`n` images for the model: the given ones (repeated if too few), else seeded random pixels."""
     if images is None or not len(images):
-        h, w = model.image_shape
-        images = np.random.default_rng(0).integers(0, 256, (max(n, 1), max(h, 1), max(w, 1)), dtype=np.uint8)
+        images = np.random.default_rng(0).integers(0, 256, (max(n, 1), *model.spec.image_shape), dtype=np.uint8)
+    else:
+        images = np.asarray(images[:n])
     reps = -(-n // len(images))
     return np.concatenate([images] * reps)[:n] if reps > 1 else images[:n]
 

@@ -4,8 +4,10 @@
     result = predict_files("tflite_int8.tflite", ["examples/seven.png"])
     result.predictions[0].top   # [("7", 0.98), ("1", 0.01), ("2", 0.004)]
 
-No TensorFlow and no side files: a model edgeport exported carries its labels and input normalisation
-(runtime/metadata.py); any other model is assumed to be an MNIST-style digit classifier, and `notes` says so.
+No TensorFlow and no side files: a model edgeport exported carries its input spec (labels, size, channels,
+scaling, preprocessing; edgeport.core.spec); for any other model the spec comes from its input tensor, and
+`notes` says which defaults were assumed. Each image goes through the spec's preprocessing recipe
+(edgeport.core.images: `mnist`, `resize` or `none`) and then the model's own scaling.
 """
 
 from __future__ import annotations
@@ -16,8 +18,7 @@ from pathlib import Path
 import numpy as np
 
 from edgeport.core.errors import ConfigError, InputError
-from edgeport.runtime.metadata import has_edgeport_metadata, labels_of
-from edgeport.runtime.preprocess import MAX_PIXELS, SIZE, preprocess_file
+from edgeport.core.images import MAX_PIXELS, preprocess_file
 
 
 @dataclass(frozen=True)
@@ -45,10 +46,10 @@ class PredictResult:
     model: str
     predictions: list[Prediction]
     notes: list[str]  # things the user should know: e.g. the model had no metadata and defaults were used
-    preprocess: bool
+    preprocess: str  # the recipe applied: "mnist" | "resize" | "none"
 
     def to_dict(self) -> dict:
-        return {"model": self.model, "preprocess": "mnist" if self.preprocess else "none", "notes": self.notes,
+        return {"model": self.model, "preprocess": self.preprocess, "notes": self.notes,
                 "predictions": [p.to_dict() for p in self.predictions]}
 
 
@@ -64,38 +65,18 @@ def predict_files(model, images: list[str | Path], top: int = 3, preprocess: boo
     if top < 1:
         raise ConfigError(f"--top must be >= 1, got {top}")
     m = model if isinstance(model, Model) else load(model)
-    h, w = m.image_shape  # raises InputError for a model whose input is not an image
-    notes = []
-    if not has_edgeport_metadata(m.metadata):
-        notes.append(f"{m.path.name} carries no edgeport metadata: assuming MNIST defaults "
-                     "(labels 0-9, pixels / 255, no further normalisation)")
-    elif m.metadata.get("preprocessing", "mnist") != "mnist" and preprocess:
-        notes.append(f"{m.path.name} asks for preprocessing {m.metadata['preprocessing']!r}; only 'mnist' "
-                     "is implemented, so that is what was applied")
-    if h <= 0 or w <= 0:
-        notes.append(f"{m.path.name} accepts any image size; using {SIZE}x{SIZE}")
-        h = w = SIZE
-    labels = labels_of(m.metadata, m.num_classes)
-    if "labels" in m.metadata and labels != _listed(m.metadata["labels"]):  # labels_of fell back to indices
-        notes.append(f"{m.path.name}: its labels do not fit its {m.num_classes} outputs; showing class indices")
+    spec = m.spec  # raises InputError for a model whose input is not an image
+    labels = spec.labels
     k = min(top, m.num_classes)
     results = []
     for path in images:
         try:
-            x = preprocess_file(path, (h, w), preprocess=preprocess, max_pixels=max_pixels)
+            x = preprocess_file(path, spec, preprocess=preprocess, max_pixels=max_pixels)
         except InputError as exc:
             results.append(Prediction(str(path), error=str(exc)))
             continue
         probs = m.predict(x[None])[0]
         order = np.argsort(-probs, kind="stable")[:k]
         results.append(Prediction(str(path), [(labels[i], float(probs[i])) for i in order], int(order[0])))
-    return PredictResult(str(m.path), results, notes, preprocess)
+    return PredictResult(str(m.path), results, m.spec_notes, spec.preprocessing if preprocess else "none")
 
-
-def _listed(value: str):
-    import json
-
-    try:
-        return [str(x) for x in json.loads(value)]
-    except (ValueError, TypeError):
-        return None

@@ -111,15 +111,16 @@ def _digit_png(image: np.ndarray) -> bytes:
     from PIL import Image
 
     buf = _io.BytesIO()
-    Image.fromarray(np.asarray(image, np.uint8)).save(buf, format="PNG")
+    x = np.asarray(image, np.uint8)
+    Image.fromarray(x[..., 0] if x.ndim == 3 and x.shape[-1] == 1 else x).save(buf, format="PNG")
     return buf.getvalue()
 
 
-def _load_test_images(report: dict) -> np.ndarray:
-    from edgeport.core.data import load_dataset
+def _load_test_images(report: dict):
+    from edgeport.core.data import DataConfig, load_dataset
 
     ds = report.get("dataset") or {}
-    return load_dataset(ds.get("data_dir"), val_size=0, test_limit=ds.get("test_limit")).test_images
+    return load_dataset(DataConfig.from_dict(ds.get("config")), test_limit=ds.get("test_limit")).test_images
 
 
 def _table(headers: list[str], rows: list[list], left: int = 1, bad: set[int] = frozenset()) -> str:

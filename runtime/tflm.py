@@ -140,7 +140,7 @@ class TflmModel(Model):
     def arena_bytes(self) -> int:
         """Tensor-arena bytes this model uses, as TFLM's RecordingMicroAllocator reports them."""
         if not self._invoked:
-            self._invoke(self.prepare(np.zeros(self.image_shape, np.uint8)))
+            self._invoke(self.prepare(np.zeros(self.spec.image_shape, np.uint8)))
         with _captured_stderr() as log:
             self._interp.print_allocations()
         m = _ARENA_RE.search(log[0] if log else "")
@@ -150,7 +150,7 @@ class TflmModel(Model):
 
     def smallest_arena(self, hi: int | None = None) -> int:
         """The smallest arena (bytes) in which this model allocates and runs, by bisection: a cross-check."""
-        probe = self.prepare(np.zeros(self.image_shape, np.uint8))
+        probe = self.prepare(np.zeros(self.spec.image_shape, np.uint8))
 
         def fits(size: int) -> bool:
             try:

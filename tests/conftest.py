@@ -12,23 +12,25 @@ from pathlib import Path  # noqa: E402
 import pytest  # noqa: E402
 
 # Small but real: ~2k images, one epoch of the tiny CNN. Enough for int8 calibration and agreement checks.
-TINY_TRAIN = dict(model="tiny", epochs=1, train_limit=2500, val_size=500, test_limit=300, batch_size=64)
+TINY_DATA = dict(train_limit=2500, val_size=500, test_limit=300)
+TINY_TRAIN = dict(model="tiny", epochs=1, batch_size=64)
 
 
 @pytest.fixture(scope="session")
 def tiny_run(tmp_path_factory) -> Path:
     """A run folder with model.keras, reference.npz, train.json and the default exports + manifest."""
-    return _trained_run(tmp_path_factory, "tiny_run", TINY_TRAIN, calibration_size=64, validation_size=64)
+    return _trained_run(tmp_path_factory, "tiny_run", TINY_TRAIN, TINY_DATA, calibration_size=64, validation_size=64)
 
 
-def _trained_run(tmp_path_factory, name: str, train_kwargs: dict, **export_kwargs) -> Path:
-    """Train with `train_kwargs` into a fresh temp folder, then export it with `export_kwargs`."""
+def _trained_run(tmp_path_factory, name: str, train_kwargs: dict, data_kwargs: dict, **export_kwargs) -> Path:
+    """Train with `train_kwargs` on `data_kwargs` into a fresh temp folder, then export it with `export_kwargs`."""
     pytest.importorskip("tensorflow")
+    from edgeport.core.data import DataConfig
     from edgeport.export.export import ExportConfig, export_run
     from edgeport.train.fit import TrainConfig, train
 
     run = tmp_path_factory.mktemp(name)
-    train(TrainConfig(**train_kwargs), run)
+    train(TrainConfig(**train_kwargs, data=DataConfig(**data_kwargs)), run)
     export_run(run, ExportConfig(**export_kwargs))
     return run
 
@@ -52,11 +54,12 @@ def mnist_test():
 
 # A small but accurate model (~98% on MNIST) for tests whose assertions need right answers, e.g. that
 # `edgeport predict` reads every sample image in examples/ correctly: the seed CNN, 2 epochs on 10k images.
-SEED_TRAIN = dict(model="seed", epochs=2, train_limit=10000, val_size=500, test_limit=500, batch_size=64)
+SEED_DATA = dict(train_limit=10000, val_size=500, test_limit=500)
+SEED_TRAIN = dict(model="seed", epochs=2, batch_size=64)
 
 
 @pytest.fixture(scope="session")
 def seed_run(tmp_path_factory) -> Path:
     """A run folder with the seed model exported to tflite_fp32, tflite_int8 and onnx_fp32."""
-    return _trained_run(tmp_path_factory, "seed_run", SEED_TRAIN, targets=("tflite_fp32", "tflite_int8", "onnx_fp32"),
-                        calibration_size=200, validation_size=128)
+    return _trained_run(tmp_path_factory, "seed_run", SEED_TRAIN, SEED_DATA,
+                        targets=("tflite_fp32", "tflite_int8", "onnx_fp32"), calibration_size=200, validation_size=128)

@@ -204,7 +204,7 @@ class Compressor:
     """Fine-tunes one trained model with each requested method; pqat/cqat reuse a prune/cluster result with the
     same settings instead of training it twice."""
 
-    def __init__(self, model_path: str | Path, data, quiet: bool = False):
+    def __init__(self, model_path: str | Path, data, quiet: bool = False, spec=None):
         from edgeport.train.tf import import_tf, load_keras_model
 
         self.tf, self.keras = import_tf()
@@ -213,7 +213,9 @@ class Compressor:
         self.tfmot = tfmot
         self.model_path = Path(model_path)
         self.data = data  # an edgeport.core.data.Dataset
-        self.base, self.folded = fold_dense_batchnorm(load_keras_model(model_path), data.train_images[:256])
+        self.spec = spec or data.spec  # the run's input spec: how pixels become this model's input
+        self.base, self.folded = fold_dense_batchnorm(load_keras_model(model_path),
+                                                      self.spec.normalise(data.train_images[:256]))
         self.verbose = 0 if quiet else (1 if sys.stdout.isatty() else 2)
         self._memo: dict[tuple, tuple[object, dict]] = {}
 
@@ -263,8 +265,6 @@ class Compressor:
 
     def _fine_tune(self, model, cfg: CompressConfig, callbacks=()) -> int:
         """Adam with cosine decay over `_steps(cfg)` batches drawn (shuffled, with wrap-around) from the train split."""
-        from edgeport.core.data import normalise
-
         keras = self.keras
         keras.utils.set_random_seed(cfg.seed)
         steps = self._steps(cfg)
@@ -275,14 +275,12 @@ class Compressor:
         model.compile(optimizer=keras.optimizers.Adam(keras.optimizers.schedules.CosineDecay(cfg.learning_rate, steps)),
                       loss="sparse_categorical_crossentropy", metrics=["accuracy"])
         print(f"compress {cfg.method.value}: fine-tune {steps} steps of {cfg.batch_size}", file=sys.stderr)
-        model.fit(normalise(self.data.train_images[idx]), self.data.train_labels[idx], batch_size=cfg.batch_size,
-                  epochs=1, shuffle=False, callbacks=list(callbacks), verbose=self.verbose)
+        model.fit(self.spec.normalise(self.data.train_images[idx]), self.data.train_labels[idx],
+                  batch_size=cfg.batch_size, epochs=1, shuffle=False, callbacks=list(callbacks), verbose=self.verbose)
         return steps
 
     def _accuracy(self, model) -> float:
-        from edgeport.core.data import normalise
-
-        probs = model.predict(normalise(self.data.test_images), batch_size=512, verbose=0)
+        probs = model.predict(self.spec.normalise(self.data.test_images), batch_size=512, verbose=0)
         return float((probs.argmax(1) == self.data.test_labels).mean())
 
     def _copy(self, model):
@@ -394,10 +392,10 @@ class Compressor:
                                   f"{', '.join(f'{n} ({v})' for n, v in over.items())}")
 
 
-def fold_dense_batchnorm(model, images) -> tuple[object, list[str]]:
+def fold_dense_batchnorm(model, x) -> tuple[object, list[str]]:
     """Fold each BatchNormalization that follows a linear Dense into that Dense's kernel and bias, and a plain ReLU
     right after it into the Dense's activation; return the new model and the layers folded away. Inference is
-    unchanged (checked on `images`, uint8).
+    unchanged (checked on `x`, model input).
 
     Why: tfmot's QAT wraps Dense+BN so that the TFLite converter folds the BN after the fake-quantised kernel,
     and the folded kernel is then stored as float32 (measured: a 1.6 MB "int8" file whose 400k-weight FC ran in
@@ -405,7 +403,6 @@ def fold_dense_batchnorm(model, images) -> tuple[object, list[str]]:
     Dense's zeros (measured: 80% -> 6% in one epoch of PQAT); as Dense(activation="relu") it does. Conv+BN is left
     alone: tfmot folds it properly. Only Sequential models are rewritten; others are returned unchanged.
     """
-    from edgeport.core.data import normalise
     from edgeport.train.tf import import_tf
 
     _, keras = import_tf()
@@ -439,7 +436,6 @@ def fold_dense_batchnorm(model, images) -> tuple[object, list[str]]:
                            name=model.name)
     for new, weights in plan:
         new.set_weights(weights)
-    x = normalise(images)
     diff = float(np.abs(out.predict(x, verbose=0) - model.predict(x, verbose=0)).max())
     if diff > 1e-4:
         raise ExportError(f"folding {', '.join(folded)} into their Dense layers changed the outputs by {diff:.1e}")

@@ -1,4 +1,4 @@
-"""Train a registered model on an IDX dataset and write the training stage's outputs into a run folder.
+"""Train a registered model on a dataset (edgeport.core.data) and write the training stage's outputs into a run folder.
 
 Outputs (each written atomically): model.keras, history.json, curves.png, reference.npz (the Keras
 model's test-set probabilities, so the TF-free runtime can measure agreement) and train.json (config,
@@ -9,15 +9,16 @@ from __future__ import annotations
 
 import sys
 import time
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 import numpy as np
 
 from edgeport.core import files
-from edgeport.core.data import DEFAULT_VAL_SIZE, Dataset, load_dataset, normalise
+from edgeport.core.data import DataConfig, Dataset, load_dataset
 from edgeport.core.environment import package_versions
 from edgeport.core.errors import ConfigError
+from edgeport.core.run import DEFAULT_MODEL, TRAIN_RECORD, RunFolder
 
 
 @dataclass(frozen=True)
@@ -27,10 +28,7 @@ class TrainConfig:
     batch_size: int = 128
     learning_rate: float = 2e-3  # Adam, cosine-decayed to 0 over the run
     seed: int = 0  # seeds Python, numpy and TensorFlow
-    data_dir: str | None = None  # None: the bundled, checksum-verified MNIST
-    val_size: int = DEFAULT_VAL_SIZE
-    train_limit: int | None = None  # first N training images only (quick runs, tests)
-    test_limit: int | None = None  # first N test images only
+    data: DataConfig = field(default_factory=DataConfig)  # which dataset and split; default: the bundled MNIST
 
     def validate(self) -> None:
         for name in ("epochs", "batch_size"):
@@ -38,6 +36,7 @@ class TrainConfig:
                 raise ConfigError(f"{name} must be >= 1, got {getattr(self, name)}")
         if not self.learning_rate > 0:
             raise ConfigError(f"learning_rate must be > 0, got {self.learning_rate}")
+        self.data.validate()
 
 
 @dataclass(frozen=True)
@@ -49,7 +48,7 @@ class TrainResult:
 
 
 def dataset_for(cfg: TrainConfig) -> Dataset:
-    return load_dataset(cfg.data_dir, cfg.val_size, cfg.train_limit, cfg.test_limit)
+    return load_dataset(cfg.data)
 
 
 def train(cfg: TrainConfig, out_dir: str | Path) -> TrainResult:
@@ -61,8 +60,13 @@ def train(cfg: TrainConfig, out_dir: str | Path) -> TrainResult:
     out = files.ensure_writable_dir(out_dir)
     tf, keras = import_tf()
     data = dataset_for(cfg)
+    spec = data.spec
+    if not len(data.train_images):
+        raise ConfigError(f"{data.source}: has no training images; training needs x_train/y_train or a train split")
+    for note in data.notes:
+        print(f"data: {note}", file=sys.stderr)
     keras.utils.set_random_seed(cfg.seed)
-    model = build_model(cfg.model, (*data.image_shape, 1), data.num_classes)
+    model = build_model(cfg.model, spec.image_shape, data.num_classes)
     steps = cfg.epochs * int(np.ceil(len(data.train_images) / cfg.batch_size))
     schedule = keras.optimizers.schedules.CosineDecay(cfg.learning_rate, decay_steps=steps)
     model.compile(
@@ -70,7 +74,7 @@ def train(cfg: TrainConfig, out_dir: str | Path) -> TrainResult:
         loss="sparse_categorical_crossentropy",
         metrics=["accuracy"],
     )
-    x_train, x_val, x_test = (normalise(a) for a in (data.train_images, data.val_images, data.test_images))
+    x_train, x_val, x_test = (spec.normalise(a) for a in (data.train_images, data.val_images, data.test_images))
     start = time.perf_counter()
     validation = (x_val, data.val_labels) if len(x_val) else None
     hist = model.fit(
@@ -87,29 +91,23 @@ def train(cfg: TrainConfig, out_dir: str | Path) -> TrainResult:
     history = {k: [float(v) for v in vals] for k, vals in hist.history.items()}
     val_acc = history.get("val_accuracy", [float("nan")])[-1]
 
-    model_path = out / "model.keras"
+    run = RunFolder(out)
+    model_path = out / DEFAULT_MODEL
     with files.atomic_path(model_path) as tmp:
         model.save(tmp)
-    with files.atomic_path(out / "reference.npz") as tmp:
-        with open(tmp, "wb") as f:  # np.savez on a path would append .npz to the temp name
-            np.savez(f, probs=probs, labels=data.test_labels)
+    run.write_reference(probs, data.test_labels)
     files.write_json(out / "history.json", history)
     plot_history(history, out / "curves.png", title=f"{cfg.model} on {data.source}")
     files.write_json(
-        out / "train.json",
+        out / TRAIN_RECORD,
         {
-            "config": asdict(cfg),
+            "origin": "trained",
+            "config": {k: v for k, v in asdict(cfg).items() if k != "data"},
+            "data": cfg.data.to_dict(),
+            "input_spec": spec.to_dict(),
             "model_name": cfg.model,
             "params": int(model.count_params()),
-            "dataset": {
-                "source": data.source,
-                "files_sha256": data.files,
-                "train": len(data.train_images),
-                "val": len(data.val_images),
-                "test": len(data.test_images),
-                "num_classes": data.num_classes,
-                "image_shape": list(data.image_shape),
-            },
+            "dataset": data.fingerprint(),
             "test_accuracy": test_acc,
             "val_accuracy": val_acc,
             "train_seconds": round(seconds, 2),

@@ -66,7 +66,7 @@ def test_damaged_artifact_is_reported_not_fatal(tiny_run, tmp_path, capsys):
 
 @pytest.mark.parametrize("argv, message", [
     (["train", "--out", "{tmp}/r", "--model", "nope"], "unknown model 'nope'; expected one of"),
-    (["train", "--out", "{tmp}/r", "--data-dir", "{tmp}"], "no IDX dataset here"),
+    (["train", "--out", "{tmp}/r", "--data-dir", "{tmp}"], "no dataset here"),
     (["train", "--out", "{tmp}/r", "--epochs", "0"], "--epochs must be >= 1"),
     (["train", "--out", "{tmp}/afile/r"], "cannot write to output folder"),
     (["export", "{tmp}"], "model.keras: Keras model file not found"),
@@ -121,7 +121,7 @@ def test_quick_is_the_basic_path_on_a_subset(monkeypatch, tmp_path):
     monkeypatch.setattr("edgeport.runtime.report.print_table", lambda report: None)
     assert main(["run", "--quick", "--out", str(tmp_path / "q")]) == 0
     assert seen["recipe"] is None and seen["export"].targets == ("tflite_fp32", "tflite_int8", "onnx_fp32")
-    assert seen["train"].train_limit and seen["train"].train_limit < 60000 and seen["train"].test_limit
+    assert seen["train"].data.train_limit and seen["train"].data.train_limit < 60000 and seen["train"].data.test_limit
     assert seen["bench"].threads == (1,) and seen["bench"].batch_sizes == (1,)
     assert main(["run", "--quick", "--recipe", "default", "--out", str(tmp_path / "q")]) == 0
     assert len(seen["recipe"].artifact_names()) >= 15

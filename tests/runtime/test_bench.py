@@ -145,6 +145,6 @@ def test_a_model_for_other_images_needs_data_dir(artifacts, tmp_path, mnist_test
     path = tmp_path / "cifar_like.onnx"
     onnx.save(helper.make_model(graph, opset_imports=[helper.make_opsetid("", 13)]), str(path))
     images, _ = mnist_test
-    with pytest.raises(InputError, match="does not take the 28x28x1 images of bundled MNIST; pass --data-dir"):
+    with pytest.raises(InputError, match="does not take the 28x28x1 images of bundled MNIST; pass --data"):
         check_images_fit(load(path), images, "bundled MNIST", True)
     assert count_macs(path).macs == 32 * 32 * 10  # a foreign graph is counted too

@@ -28,9 +28,10 @@ def test_accepts_every_documented_image_layout(model, mnist_test):
     images, _ = mnist_test
     x = images[:5]
     base = model.predict(x)
-    for variant in (x[..., None], x.astype(np.float32) / 255.0, (x.astype(np.float64) / 255.0)[..., None]):
+    for variant in (x[..., 0], x.astype(np.float32) / 255.0, (x[..., 0].astype(np.float64) / 255.0)):
         assert np.allclose(model.predict(variant), base, atol=1e-6)
-    assert np.allclose(model.predict(x[0]), base[:1], atol=1e-6)  # a single (28, 28) image
+    assert np.allclose(model.predict(x[0]), base[:1], atol=1e-6)  # a single (28, 28, 1) image
+    assert np.allclose(model.predict(x[0, ..., 0]), base[:1], atol=1e-6)  # a single (28, 28) image
 
 
 def test_batching_does_not_change_results(model, mnist_test):

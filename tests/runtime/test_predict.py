@@ -49,7 +49,7 @@ def test_file_copied_alone_keeps_labels_and_normalisation(seed_run, tmp_path, na
     shutil.copy(seed_run / "artifacts" / name, lonely)
     m = load(lonely)
     assert json.loads(m.metadata["labels"]) == [str(i) for i in range(10)]
-    assert m.normalization == (0.0, 1.0) and m.metadata["preprocessing"] == "mnist"
+    assert (m.spec.mean, m.spec.std) == ((0.0,), (1.0,)) and m.spec.preprocessing == "mnist"
     result = predict_files(m, EXAMPLES[:4])
     assert result.notes == [] and all(p.label == Path(p.path).name[0] for p in result.predictions)
 
@@ -70,13 +70,13 @@ def test_embedded_labels_and_normalisation_are_what_predict_uses(seed_run, tmp_p
     short = tmp_path / "short.tflite"
     short.write_bytes(embed_tflite_metadata(src.read_bytes(), {**meta, "labels": json.dumps(names[:9])}))
     result = predict_files(short, EXAMPLES[:2])
-    assert result.notes == ["short.tflite: its labels do not fit its 10 outputs; showing class indices"]
+    assert result.notes == ["short.tflite: its 9 labels do not fit its 10 outputs; showing class indices"]
     assert [p.label for p in result.predictions] == [p.name[0] for p in EXAMPLES[:2]]
 
     shifted = tmp_path / "shifted.tflite"
     shifted.write_bytes(embed_tflite_metadata(src.read_bytes(), {**meta, "norm_mean": "0.5", "norm_std": "0.25"}))
     m, base = load(shifted), load(src)
-    assert m.normalization == (0.5, 0.25)
+    assert (m.spec.mean, m.spec.std) == ((0.5,), (0.25,))
     x = np.array([[[0, 255]]], np.uint8).repeat(28, 1).repeat(14, 2)
     assert np.allclose(m.prepare(x), (base.prepare(x) - 0.5) / 0.25)
 

@@ -3,6 +3,7 @@ import json
 import numpy as np
 import pytest
 
+from edgeport.core.data import DataConfig
 from edgeport.core.errors import ConfigError
 
 pytest.importorskip("tensorflow")
@@ -42,7 +43,7 @@ def test_training_writes_every_output(tiny_run):
 def test_training_is_reproducible_with_a_seed(tmp_path):
     from edgeport.train.fit import TrainConfig, train
 
-    cfg = TrainConfig(model="tiny", epochs=1, train_limit=600, val_size=100, test_limit=50, seed=3)
+    cfg = TrainConfig(model="tiny", epochs=1, seed=3, data=DataConfig(train_limit=600, val_size=100, test_limit=50))
     a = train(cfg, tmp_path / "a")
     b = train(cfg, tmp_path / "b")
     assert a.test_accuracy == b.test_accuracy

@@ -51,8 +51,8 @@ def predict_drawing(page, artifact: str, strokes) -> dict:
 
 
 def test_drawn_digits_are_read_correctly(page, server_url, web_run, tmp_path):
+    from edgeport.core.images import load_image, mnist_preprocess
     from edgeport.runtime import load
-    from edgeport.runtime.preprocess import load_image, mnist_preprocess
 
     open_page(page, server_url)
     seen = {}
@@ -62,7 +62,7 @@ def test_drawn_digits_are_read_correctly(page, server_url, web_run, tmp_path):
             pred = predict_drawing(page, artifact, strokes)
             seen[(artifact, digit)] = pred["top"][0]["label"]
             assert len(pred["top"]) == 3 and pred["latency_ms"] > 0
-            # The page's 28x28 input is exactly what runtime/preprocess.py makes of the same drawing.
+            # The page's 28x28 input is exactly what edgeport/core/images.py makes of the same drawing.
             drawing = tmp_path / f"{artifact}-{digit}.png"
             data_url = page.evaluate("document.getElementById('pad').toDataURL('image/png')")
             drawing.write_bytes(base64.b64decode(data_url.split(",", 1)[1]))

@@ -1,4 +1,4 @@
-"""web/public/preprocess.js (run with node) gives the same 28x28 pixels as runtime/preprocess.py, on drawings
+"""web/public/preprocess.js (run with node) gives the same 28x28 pixels as edgeport/core/images.py, on drawings
 of many sizes, aspect ratios, stroke widths and both ink polarities. No browser needed, only node."""
 
 from __future__ import annotations
@@ -51,7 +51,7 @@ def drawings(n: int = 24):
 
 
 def test_js_preprocessing_matches_python(tmp_path):
-    from edgeport.runtime.preprocess import load_image, mnist_preprocess
+    from edgeport.core.images import load_image, mnist_preprocess
 
     images = list(drawings())
     cases, expected = [], []

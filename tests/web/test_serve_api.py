@@ -23,7 +23,7 @@ def png(array: np.ndarray) -> bytes:
     from PIL import Image
 
     buf = io.BytesIO()
-    Image.fromarray(array).save(buf, format="PNG")
+    Image.fromarray(array[..., 0] if array.ndim == 3 and array.shape[-1] == 1 else array).save(buf, format="PNG")
     return buf.getvalue()
 
 

@@ -1,6 +1,6 @@
 // MNIST-style preprocessing of a drawing, in the page: the same steps, thresholds and arithmetic as the Python
-// function edgeport.runtime.preprocess.mnist_preprocess. The steps are documented once, in the docstring of
-// runtime/preprocess.py (grayscale; invert when the border is light; remove the background; stretch contrast;
+// function edgeport.core.images.mnist_preprocess. The steps are documented once, in the docstring of
+// edgeport/core/images.py (grayscale; invert when the border is light; remove the background; stretch contrast;
 // crop to the ink; Lanczos-resize the longest side to 20 px; paste into 28x28 centred on the centre of mass).
 // Then the model's own normalisation, (x / 255 - mean) / std (toModelInput here, Model.prepare in Python).
 //

@@ -1,4 +1,4 @@
-"""MNIST-style preprocessing of real images (runtime/preprocess.py): properties, and every bad input."""
+"""MNIST-style preprocessing of real images (edgeport/core/images.py): properties, and every bad input."""
 
 import struct
 import zlib
@@ -8,7 +8,7 @@ import pytest
 from PIL import Image, ImageDraw
 
 from edgeport.core.errors import InputError
-from edgeport.runtime.preprocess import (
+from edgeport.core.images import (
     BOX,
     MAX_PIXELS,
     SIZE,
@@ -16,6 +16,8 @@ from edgeport.runtime.preprocess import (
     load_image,
     mnist_preprocess,
     preprocess_file,
+    resize_image,
+    to_channels,
 )
 
 
@@ -40,7 +42,8 @@ def test_drawn_digit_becomes_mnist_like(tmp_path):
     path = tmp_path / "seven.png"
     _drawn_seven().save(path)
     x = preprocess_file(path)
-    assert x.shape == (SIZE, SIZE) and x.dtype == np.uint8
+    assert x.shape == (SIZE, SIZE, 1) and x.dtype == np.uint8
+    x = x[..., 0]
     assert x.max() >= 200 and x[0].max() == 0 and x[:, 0].max() == 0  # light ink, black border
     assert max(_ink_box(x)) == BOX  # longest side scaled to 20 px
     cy, cx = _centre_of_mass(x)
@@ -77,7 +80,7 @@ def test_transparent_canvas_is_dark_ink_on_white(tmp_path):
 
 def test_mnist_images_survive_preprocessing(mnist_test):
     images, _ = mnist_test
-    for img in images[:20]:
+    for img in images[:20, ..., 0]:
         again = mnist_preprocess(img)
         corr = np.corrcoef(again.ravel().astype(float), img.ravel().astype(float))[0, 1]
         assert corr > 0.8
@@ -137,15 +140,50 @@ def test_huge_image_is_refused_from_its_header(tmp_path):
 
 def test_no_preprocess_needs_model_sized_images(tmp_path, mnist_test):
     images, _ = mnist_test
+    images = images[..., 0]
     assert np.array_equal(as_is(images[0], (28, 28)), images[0])
     path = tmp_path / "seven.png"
     _drawn_seven().save(path)
     with pytest.raises(InputError, match="drop --no-preprocess"):
         preprocess_file(path, preprocess=False)
     Image.fromarray(images[0]).save(path)
-    assert np.array_equal(preprocess_file(path, preprocess=False), images[0])
+    assert np.array_equal(preprocess_file(path, preprocess=False)[..., 0], images[0])
 
 
 def test_bad_array_is_an_input_error():
     with pytest.raises(InputError, match="uint8 grayscale"):
         mnist_preprocess(np.zeros((28, 28, 3), np.uint8))
+
+
+@pytest.mark.parametrize("mode,expect", [("pad", "black bars top and bottom"), ("crop", "sides cut"),
+                                         ("stretch", "whole image squeezed")])
+def test_resize_modes_keep_or_change_the_aspect_ratio(mode, expect):
+    image = np.full((20, 40, 3), 200, np.uint8)  # a wide grey photo
+    out = resize_image(image, 16, 16, mode)
+    assert out.shape == (16, 16, 3) and out.dtype == np.uint8
+    if mode == "pad":  # scaled to 8x16 and centred: rows 4..11 are the photo, the rest black
+        assert out[:4].max() == 0 and out[12:].max() == 0 and out[4:12].min() == 200
+    else:
+        assert out.min() == 200, expect
+
+
+def test_resize_leaves_a_model_sized_image_alone():
+    image = np.random.default_rng(0).integers(0, 256, (16, 16), dtype=np.uint8)
+    assert resize_image(image, 16, 16, "crop") is image
+
+
+def test_rgb_file_to_an_rgb_spec(tmp_path):
+    from edgeport.core.spec import InputSpec
+
+    path = tmp_path / "photo.jpg"
+    Image.new("RGB", (64, 48), (250, 10, 10)).save(path, quality=95)
+    x = preprocess_file(path, InputSpec(32, 32, 3))
+    assert x.shape == (32, 32, 3) and x[16, 16, 0] > 200 and x[16, 16, 1] < 40
+    assert x[0].max() == 0  # padded: a 4:3 photo in a square leaves black bars
+
+
+def test_channel_conversion_uses_pillows_luma():
+    rgb = np.random.default_rng(1).integers(0, 256, (5, 7, 3), dtype=np.uint8)
+    want = np.asarray(Image.fromarray(rgb).convert("L"))
+    assert np.array_equal(to_channels(rgb, 1)[..., 0], want)
+    assert to_channels(want[..., None], 3).shape == (5, 7, 3)

@@ -1,0 +1,112 @@
+"""A run folder as every stage reads it: paths, the training record, the data it names and the input spec, read once.
+
+    runs/NAME/
+      train.json      how the reference model came to be: trained here (config) or imported (source file),
+                      the data settings (`data`, a DataConfig), the `input_spec`, the dataset fingerprint
+      model.keras     the reference model (or the imported file's copy, named in train.json `model_path`)
+      reference.npz   the reference model's test-set probabilities and the labels they were made on
+      artifacts/      exported files; manifest.json lists them (written last); report.* (written last)
+
+Stages pass each other this folder, never live objects; `RunFolder` is how they all open it, so the data
+settings are derived one way (from train.json) and the dataset is loaded once per process.
+"""
+
+from __future__ import annotations
+
+from functools import cached_property
+from pathlib import Path
+
+import numpy as np
+
+from edgeport.core import files
+from edgeport.core.data import DataConfig, Dataset, load_dataset
+from edgeport.core.errors import OutputError
+from edgeport.core.manifest import MANIFEST, read_manifest
+from edgeport.core.spec import InputSpec
+
+TRAIN_RECORD = "train.json"
+REFERENCE = "reference.npz"
+DEFAULT_MODEL = "model.keras"
+REPORTS = ("report.json", "report.md", "report.html")
+
+
+class RunFolder:
+    """One run folder. Cheap to make; each file is read on first use and kept."""
+
+    def __init__(self, path: str | Path):
+        self.path = Path(path)
+        self._datasets: dict[tuple, Dataset] = {}
+
+    def __repr__(self) -> str:
+        return f"RunFolder({str(self.path)!r})"
+
+    @property
+    def name(self) -> str:
+        return self.path.name
+
+    @cached_property
+    def record(self) -> dict:
+        """train.json, or {} for a folder that has none (files exported elsewhere)."""
+        p = self.path / TRAIN_RECORD
+        return files.read_json(p, "training record (train.json)") if p.is_file() else {}
+
+    @property
+    def model_name(self) -> str | None:
+        return self.record.get("model_name")
+
+    @property
+    def model_path(self) -> Path:
+        """The reference model: model.keras for a trained run, the imported copy for `--model FILE` runs."""
+        return self.path / self.record.get("model_path", DEFAULT_MODEL)
+
+    @property
+    def data_config(self) -> DataConfig:
+        """The data settings the run was made with (older train.json kept them in the training config)."""
+        rec = self.record
+        return DataConfig.from_dict(rec["data"] if "data" in rec else rec.get("config"))
+
+    def dataset(self, test_limit: int | None = None) -> Dataset:
+        """The run's dataset, loaded once per process (`test_limit` keeps only the first N test images)."""
+        key = (test_limit,)
+        if key not in self._datasets:
+            self._datasets[key] = load_dataset(self.data_config, test_limit=test_limit)
+        return self._datasets[key]
+
+    @cached_property
+    def spec(self) -> InputSpec:
+        """The reference model's input spec: train.json's, else the dataset's (runs made before specs existed)."""
+        if "input_spec" in self.record:
+            return InputSpec.from_dict(self.record["input_spec"], f"{self.path / TRAIN_RECORD}: input_spec")
+        return self.dataset().spec
+
+    def manifest(self) -> dict:
+        return read_manifest(self.path)
+
+    def has_manifest(self) -> bool:
+        return (self.path / MANIFEST).is_file()
+
+    def reference(self, labels: np.ndarray | None = None) -> np.ndarray | None:
+        """The reference model's test-set probabilities (None when the run has none), checked against `labels`."""
+        path = self.path / REFERENCE
+        if not path.is_file():
+            return None
+        try:
+            with np.load(path, allow_pickle=False) as z:
+                probs, ref_labels = z["probs"], z["labels"]
+        except (OSError, KeyError, ValueError) as exc:
+            raise OutputError(f"{path}: unreadable reference predictions ({exc})") from None
+        if labels is not None and (len(ref_labels) != len(labels) or not np.array_equal(ref_labels, labels)):
+            raise OutputError(f"{path}: reference predictions were made on a different test set")
+        return probs
+
+    def write_reference(self, probs: np.ndarray, labels: np.ndarray) -> Path:
+        """reference.npz, atomically (np.savez on a path would append .npz to the temporary name)."""
+        path = self.path / REFERENCE
+        with files.atomic_path(path) as tmp, open(tmp, "wb") as f:
+            np.savez(f, probs=np.asarray(probs, np.float32), labels=np.asarray(labels, np.int64))
+        return path
+
+    def clear_downstream(self) -> None:
+        """Remove what describes an older model (manifest, reports) once the reference model changes."""
+        for name in (MANIFEST, *REPORTS):
+            (self.path / name).unlink(missing_ok=True)
