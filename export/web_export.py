@@ -1,7 +1,7 @@
 """TFLite files the browser can run: batch 1, float32 input and output (`edgeport serve` runs them in the page).
 
 LiteRT.js (`@litertjs/core` 2.5) refuses what the default TFLite targets contain: a dynamic batch
-dimension (`[-1, 28, 28, 1]`) and int8 input tensors ("Element type INT8 is not supported"). These
+dimension (`[-1, H, W, C]`) and int8 input tensors ("Element type INT8 is not supported"). These
 targets trace the model with a fixed `[1, H, W, C]` float32 signature; the int8 one quantises the
 inside (weights and activations, calibrated like `tflite_int8`) and keeps float I/O, so the converter
 adds the quantise/dequantise ops at the edges. ONNX needs no twin: onnxruntime-web runs `onnx_fp32`.

@@ -107,7 +107,7 @@ def _curves_png(plt, run: Path) -> bytes | None:
     return _fig_png(fig)
 
 
-def _digit_png(image: np.ndarray) -> bytes:
+def _image_png(image: np.ndarray) -> bytes:
     from PIL import Image
 
     buf = _io.BytesIO()
@@ -225,7 +225,7 @@ def _grid(report: dict, fid: dict) -> str:
         preds = "".join(
             f"<div class='{'wrong' if p[k] != label else ''}'>{html.escape(n)}: {p[k]}</div>"
             for n, p in dis["predictions"].items())
-        cells.append(f"<div class='cell'><img alt='test image {idx}' src='{data_uri(_digit_png(images[idx]))}'>"
+        cells.append(f"<div class='cell'><img alt='test image {idx}' src='{data_uri(_image_png(images[idx]))}'>"
                      f"<div>#{idx} true <b>{label}</b></div>{preds}</div>")
     more = f"<p class='note'>First {GRID_MAX} shown; all indices are in report.json.</p>" \
         if dis["count"] > GRID_MAX else ""
