@@ -73,6 +73,8 @@ def _add_bench_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--batch-sizes", default=None, help="comma-separated throughput batch sizes (default 1,32,256)")
     p.add_argument("--time-budget", type=float, default=None,
                    help="seconds per latency/throughput measurement instead of a fixed --runs count")
+    p.add_argument("--memory-repeats", type=int, default=None,
+                   help="fresh processes measuring each model's own peak memory (default 3; 0: skip)")
 
 
 def _targets(value: str | None):
@@ -95,7 +97,7 @@ def _configs(args):
         ec = replace(ec, targets=_targets(args.targets))
     if getattr(args, "calibration_size", None) is not None:
         ec = replace(ec, calibration_size=args.calibration_size)
-    bflags = {"runs": "runs", "warmup": "warmup", "time_budget": "time_budget_s"}
+    bflags = {"runs": "runs", "warmup": "warmup", "time_budget": "time_budget_s", "memory_repeats": "memory_repeats"}
     bc = replace(bc, **{f: getattr(args, a) for a, f in bflags.items() if getattr(args, a, None) is not None})
     for flag in ("threads", "batch_sizes"):
         if getattr(args, flag, None) is not None:

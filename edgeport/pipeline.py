@@ -30,7 +30,8 @@ def quick_configs():
 
     return (TrainConfig(epochs=2, batch_size=64, data=DataConfig(train_limit=12000, val_size=1000, test_limit=2000)),
             ExportConfig(calibration_size=100, validation_size=128),
-            BenchConfig(runs=50, warmup=5, threads=(1,), batch_sizes=(1,), throughput_runs=10, overhead_runs=50))
+            BenchConfig(runs=50, warmup=5, threads=(1,), batch_sizes=(1,), throughput_runs=10, overhead_runs=50,
+                        memory_repeats=1))
 
 
 def clear_downstream(run_dir: Path) -> None:

@@ -9,8 +9,8 @@ Per model file and per thread count, in this order:
      (LiteRT set_tensor/invoke/get_tensor, onnxruntime `run`) are timed interleaved on the same prepared
      input, then the full `Model.predict` of the same image; the ratios to the raw call are reported;
   5. throughput (images/s) at each batch size; sizes above 1 only where the file's batch is dynamic.
-Peak resident memory of the process is read around the whole measurement (Linux: VmHWM after resetting it
-through /proc/self/clear_refs; elsewhere the lifetime peak from getrusage, and the report says which).
+Memory is each model's own: the peak of a fresh child process that loads the file and runs it at batch 1,
+minus the same child's peak without a model, over `memory_repeats` children (memory.py; TFLM: its exact arena).
 MACs per image come from the graph (`macs.py`); GMAC/s = MACs / p50 latency (batch 1) and at best throughput.
 
 Ctrl-C at any point raises `Interrupted` carrying everything measured so far.
@@ -38,6 +38,7 @@ class BenchConfig:
     batch_sizes: tuple[int, ...] = (1, 32, 256)  # throughput batch sizes; > 1 only for dynamic-batch files
     throughput_runs: int = 20  # timed calls per throughput batch size (ignored when time_budget_s is set)
     overhead_runs: int = 200  # interleaved (edgeport, raw) pairs, then predict calls, for the overhead check
+    memory_repeats: int = 3  # fresh child processes measuring the model's own peak memory (0: not measured)
 
     def __post_init__(self):
         if isinstance(self.threads, int):  # accept threads=2 from the Python API; normalise, do not guess
@@ -47,6 +48,8 @@ class BenchConfig:
                               f"throughput_runs={self.throughput_runs}, overhead_runs={self.overhead_runs}")
         if self.warmup < 0:
             raise ConfigError(f"--warmup must be >= 0, got {self.warmup}")
+        if self.memory_repeats < 0:
+            raise ConfigError(f"--memory-repeats must be >= 0, got {self.memory_repeats}")
         if self.time_budget_s is not None and not self.time_budget_s > 0:
             raise ConfigError(f"--time-budget must be > 0 seconds, got {self.time_budget_s}")
         if not self.threads or any(t is not None and t < 1 for t in self.threads):
@@ -99,40 +102,6 @@ def check_images_fit(model, images, source: str, default_data: bool) -> None:
         got = "x".join(str(d) for d in shape)
         raise InputError(f"{model.path.name}: input {model.input.name} has shape {list(model.input.shape)}, "
                          f"which does not take the {got} images of {source}; {hint}")
-
-
-# --- memory -----------------------------------------------------------------------------------------------
-def _status_mb(field_name: str) -> float | None:
-    try:
-        with open("/proc/self/status") as f:
-            for line in f:
-                if line.startswith(field_name + ":"):
-                    return int(line.split()[1]) / 1024
-    except OSError:
-        pass
-    return None
-
-
-def _reset_peak_rss() -> str:
-    """Reset the kernel's peak-RSS mark so the next reading covers only what follows; return the method."""
-    try:
-        with open("/proc/self/clear_refs", "w") as f:
-            f.write("5")
-        if _status_mb("VmHWM") is not None:
-            return "VmHWM (peak since the benchmark of this file started)"
-    except OSError:
-        pass
-    return "ru_maxrss (peak over the whole process lifetime)"
-
-
-def _peak_rss_mb(method: str) -> float | None:
-    if method.startswith("VmHWM"):
-        return _status_mb("VmHWM")
-    import resource
-    import sys
-
-    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
-    return peak / (1024 * 1024) if sys.platform == "darwin" else peak / 1024
 
 
 # --- the benchmark ----------------------------------------------------------------------------------------
@@ -222,27 +191,28 @@ def _bench_threads(path: Path, images: np.ndarray | None, cfg: BenchConfig, thre
 def benchmark_file(path: str | Path, images: np.ndarray | None = None, cfg: BenchConfig = BenchConfig()) -> dict:
     """Benchmark one .tflite/.onnx file with `cfg`; `images` (uint8, N×H×W) feed it, random pixels if None.
 
-    Returns a JSON-ready dict: macs, peak memory, and per thread count load/first/latency/overhead/throughput.
+    Returns a JSON-ready dict: macs, the model's own peak memory (memory.py), and per thread count
+    load/first/latency/overhead/throughput.
     Ctrl-C raises `Interrupted` whose `partial` is this dict with what was measured so far.
     """
+    from edgeport.runtime.memory import measure_memory
+
     p = Path(path)
     mc = count_macs(p)
-    out: dict = {"settings": cfg.to_dict(), "macs": mc.to_dict(), "by_threads": []}
-    rss_before = _status_mb("VmRSS")
-    method = _reset_peak_rss()
+    out: dict = {"settings": cfg.to_dict(), "macs": mc.to_dict(), "by_threads": [], "memory": None}
     try:
         for threads in cfg.threads:
             entry: dict = {"threads": threads}
             out["by_threads"].append(entry)
             _bench_threads(p, images, cfg, threads, entry)
             _summarise(entry, mc.macs)
+        if cfg.memory_repeats:
+            out["memory"] = measure_memory(p, cfg.threads[0], cfg.batch_sizes, cfg.memory_repeats).to_dict()
     except KeyboardInterrupt:
         for entry in out["by_threads"]:
             _summarise(entry, mc.macs)
         out["interrupted"] = True
         raise Interrupted(out) from None
-    finally:
-        out["memory"] = {"rss_before_mb": rss_before, "peak_rss_mb": _peak_rss_mb(method), "method": method}
     return out
 
 
@@ -252,5 +222,6 @@ def headline(bench: dict) -> dict:
     tput = [t for t in first.get("throughput", []) if t.get("images_per_s")]
     best = max(tput, key=lambda t: t["images_per_s"]) if tput else None
     return {"threads": first.get("threads"), "latency_ms": first.get("latency_ms"),
+            "model_peak_mb": (bench.get("memory") or {}).get("model_peak_mb"),
             "overhead_ratio": (first.get("overhead") or {}).get("ratio"), "gmacs_per_s": first.get("gmacs_per_s"),
             "best_images_per_s": best["images_per_s"] if best else None, "best_batch": best["batch"] if best else None}

@@ -10,6 +10,9 @@ import numpy as np
 from edgeport.core.errors import ModelFileError, require
 from edgeport.runtime.base import Model, TensorSpec
 
+# What opening a file imports besides this module: the memory baseline (memory.py) imports the same, no model.
+ENGINE_MODULES = ("ai_edge_litert.interpreter", "ai_edge_litert.schema_py_generated", "edgeport.runtime.metadata")
+
 
 def _spec(d: dict) -> TensorSpec:
     sig = d.get("shape_signature")

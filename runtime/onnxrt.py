@@ -10,6 +10,8 @@ import numpy as np
 from edgeport.core.errors import ModelFileError, require
 from edgeport.runtime.base import Model, TensorSpec
 
+ENGINE_MODULES = ("onnxruntime",)  # what opening a file imports besides this module (memory.py's baseline)
+
 _ORT_TYPES = {"tensor(float)": "float32", "tensor(float16)": "float16", "tensor(double)": "float64",
               "tensor(int8)": "int8", "tensor(uint8)": "uint8"}
 

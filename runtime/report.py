@@ -20,17 +20,23 @@ COLUMNS = [  # (header, key, format): the one definition of the table, used by t
     ("max |dp|", "max_abs_diff", "{:.1e}"),
     ("p50 ms", "p50", "{:.3f}"),
     ("p99 ms", "p99", "{:.3f}"),
+    ("model MB", "model_peak_mb", "{:.2f}"),
     ("GMAC/s", "gmacs_per_s", "{:.2f}"),
     ("best img/s", "best_images_per_s", "{:,.0f}"),
 ]
 LATENCY_KEYS = ("p50", "p99")  # table columns read from the row's latency_ms
 
 BENCH_HEADERS = ["artifact", "threads", "load ms", "first ms", "mean ms", "std", "p50", "p90", "p95", "p99",
-                 "overhead x", "predict x", "img/s by batch", "MACs", "GMAC/s", "peak RSS MB"]
+                 "overhead x", "predict x", "img/s by batch", "MACs", "GMAC/s", "model MB", "spread MB",
+                 "baseline MB"]
 BENCH_NOTE = ("Latency: batch 1 after warm-up, ms. overhead x = edgeport's engine call / the raw engine call "
               "(LiteRT set_tensor+invoke+get_tensor, onnxruntime run), p50 of interleaved calls, target <= 1.05; "
               "predict x = the full Model.predict (image scaling, quantisation, softmax check) / the raw call. "
-              "MACs per image from the graph (dense). GMAC/s = MACs / p50. Peak RSS: the whole process.")
+              "MACs per image from the graph (dense). GMAC/s = MACs / p50. model MB = the model's own peak memory "
+              "at batch 1: peak resident memory of a fresh process that loads the file and runs it, minus the same "
+              "process without a model (baseline MB: Python, numpy, the runtime and its engine); medians of the "
+              "repeats, spread MB = max - min over them; measured with the first thread count. TFLM rows: the "
+              "tensor arena TFLM recorded (exact; the model itself stays in flash).")
 
 
 def _cells(row: dict) -> list[str]:
@@ -75,8 +81,8 @@ def bench_rows(report: dict) -> list[list[str]]:
     for r in report.get("artifacts", []):
         b = r.get("benchmark") or {}
         macs = (b.get("macs") or {}).get("macs")
-        peak = (b.get("memory") or {}).get("peak_rss_mb")
-        for e in b.get("by_threads", []):
+        mem = b.get("memory") or {}
+        for k, e in enumerate(b.get("by_threads", [])):
             lat = e.get("latency_ms") or {}
             ov = e.get("overhead") or {}
             tput = ", ".join(f"{t['batch']}: " + (f"{t['images_per_s']:,.0f}" if t.get("images_per_s") else
@@ -85,8 +91,16 @@ def bench_rows(report: dict) -> list[list[str]]:
                         _f(e.get("load_ms"), "{:.1f}"), _f(e.get("first_ms")), _f(lat.get("mean")),
                         _f(lat.get("std")), _f(lat.get("p50")), _f(lat.get("p90")), _f(lat.get("p95")),
                         _f(lat.get("p99")), _f(ov.get("ratio")), _f(ov.get("predict_ratio"), "{:.2f}"), tput,
-                        _f(macs, "{:,}"), _f(e.get("gmacs_per_s"), "{:.2f}"), _f(peak, "{:.0f}")])
+                        _f(macs, "{:,}"), _f(e.get("gmacs_per_s"), "{:.2f}")]
+                       + ([_memory_cell(mem), _f(mem.get("spread_mb"), "{:.2f}"), _f(mem.get("baseline_mb"), "{:.1f}")]
+                          if k == 0 else ["", "", ""]))
     return out
+
+
+def _memory_cell(mem: dict) -> str:
+    if mem.get("arena_bytes") is not None:
+        return f"{mem['model_peak_mb']:.3f} (arena)"
+    return _f(mem.get("model_peak_mb"), "{:.2f}") if not mem.get("error") else "failed"
 
 
 def _md_table(headers: list[str], rows: list[list[str]]) -> list[str]:

@@ -11,7 +11,8 @@ from edgeport.runtime.bench import BenchConfig, Interrupted, benchmark_file, che
 from edgeport.runtime.fidelity import compare
 from edgeport.runtime.macs import count_macs
 
-FAST = BenchConfig(runs=20, warmup=2, threads=(1, 2), batch_sizes=(1, 32), throughput_runs=3, overhead_runs=20)
+FAST = BenchConfig(runs=20, warmup=2, threads=(1, 2), batch_sizes=(1, 32), throughput_runs=3, overhead_runs=20,
+                   memory_repeats=1)
 
 # models.tiny on 28x28x1: conv 3x3x1->8 (26x26 out), pool, conv 3x3x8->16 (11x11 out), pool, dense 400->10.
 TINY_MACS = 26 * 26 * 8 * (3 * 3 * 1) + 11 * 11 * 16 * (3 * 3 * 8) + 400 * 10
@@ -49,7 +50,7 @@ def test_benchmark_file_reports_the_whole_methodology(artifacts, mnist_test, nam
         assert [t["batch"] for t in e["throughput"]] == [1, 32]
         assert all(t["images_per_s"] > 0 and t["calls"] == 3 for t in e["throughput"])  # dynamic batch files
         assert e["gmacs_per_s"] == pytest.approx(TINY_MACS / (lat["p50"] * 1e6))
-    assert b["memory"]["peak_rss_mb"] > 0 and b["macs"]["macs"] == TINY_MACS
+    assert b["memory"]["model_peak_mb"] >= 0 and b["memory"]["threads"] == 1 and b["macs"]["macs"] == TINY_MACS
     h = headline(b)
     assert h["threads"] == 1 and h["best_batch"] in (1, 32) and h["overhead_ratio"] > 0
 
@@ -74,6 +75,7 @@ def test_time_budget_replaces_the_fixed_count(artifacts):
     ({"warmup": -1}, "--warmup must be >= 0"),
     ({"threads": (0,)}, "--threads must be"),
     ({"batch_sizes": ()}, "--batch-sizes must be"),
+    ({"memory_repeats": -1}, "--memory-repeats must be >= 0"),
 ])
 def test_bad_bench_settings_are_config_errors(kwargs, message):
     with pytest.raises(ConfigError, match=message):
@@ -110,7 +112,7 @@ def test_ctrl_c_keeps_what_was_measured(artifacts, monkeypatch):
         benchmark_file(artifacts["tflite_fp32"], None, FAST)
     partial = info.value.partial
     assert partial["interrupted"] is True and partial["by_threads"][0]["latency_ms"]["n"] == 9
-    assert partial["memory"]["peak_rss_mb"] > 0
+    assert partial["memory"] is None  # measured after the latencies: not reached
 
 
 def test_latency_stats_of_nothing_is_none():
