@@ -77,6 +77,26 @@ def _add_bench_args(p: argparse.ArgumentParser) -> None:
                    help="fresh processes measuring each model's own peak memory (default 3; 0: skip)")
 
 
+def _add_device_args(p: argparse.ArgumentParser) -> None:
+    g = p.add_argument_group("devices", "also benchmark on devices over SSH; each runs its own `pip install "
+                                        "edgeport` runtime, and the report shows them beside this machine")
+    g.add_argument("--device", action="append", default=None, metavar="URL",
+                   help="ssh://[user@]host[:port] (repeatable); keys, agent and ~/.ssh/config are used as by ssh")
+    g.add_argument("--device-name", action="append", default=None, metavar="NAME",
+                   help="the device's name in the report, once per --device (default: its host name)")
+    g.add_argument("--device-python", action="append", default=None, metavar="PATH",
+                   help="the device's Python with edgeport installed (default python3; e.g. ~/venv/bin/python); "
+                        "once for every device or once per --device")
+    g.add_argument("--devices", default=None, metavar="FILE",
+                   help="TOML file of devices: [[device]] url, name, python, timeout; [settings] python, timeout, "
+                        "ssh_config")
+    g.add_argument("--device-timeout", type=float, default=None, metavar="S",
+                   help="seconds per device for connecting, copying and benchmarking (default 900)")
+    g.add_argument("--ssh-config", default=None, metavar="FILE", help="ssh client configuration (ssh -F FILE)")
+    g.add_argument("--insecure-accept-host-key", action="store_true",
+                   help="do not verify the devices' host keys (said in the output and the report)")
+
+
 def _targets(value: str | None):
     return tuple(t.strip() for t in value.split(",") if t.strip()) if value else None
 
@@ -168,27 +188,63 @@ def cmd_export(args) -> int:
 
 
 def _eval_or_bench(args, bench: bool) -> int:
+    from edgeport.pipeline import Answers
     from edgeport.runtime.report import print_table, write_report
 
     _, _, bc = _configs(args)
-    target = Path(args.path)
-    if target.is_dir():
+    paths = [Path(p) for p in args.path]
+    run_dir = paths[0] if len(paths) == 1 and paths[0].is_dir() else None
+    if run_dir is None and any(p.is_dir() for p in paths):
+        raise ConfigError("give one run folder, or one or more model files, not both")
+    devices = _devices(args) if bench else None
+    answers = Answers() if args.predictions else None
+    data = _data_config(args) if args.data else None
+    if devices:
+        from edgeport.remote import RemoteConfig, bench_with_devices
+
+        devs, ssh_config = devices
+        remote = RemoteConfig(ssh_config=args.ssh_config or ssh_config,
+                              insecure_accept_host_key=args.insecure_accept_host_key)
+        report = bench_with_devices(paths, devs, bc, remote, data=data, limit=args.test_limit, answers=answers)
+    elif run_dir is not None:
         from edgeport.pipeline import evaluate_run
 
-        report = evaluate_run(target, bc if bench else None)
-        write_report(target, report)
+        report = evaluate_run(run_dir, bc if bench else None, answers=answers)
     else:
         from edgeport.pipeline import evaluate_files
 
-        report = evaluate_files([target], data=_data_config(args) if args.data else None,
-                                bench_cfg=bc if bench else None, limit=args.test_limit)
+        report = evaluate_files(paths, data=data, bench_cfg=bc if bench else None, limit=args.test_limit,
+                                answers=answers)
+    if answers is not None:
+        report["predictions"] = {name: top1.tolist() for name, top1 in answers.predictions.items()}
+    if run_dir is not None:
+        write_report(run_dir, report)
     if getattr(args, "json", False):
         print(json.dumps(report, indent=2))
     else:
         print_table(report)
+        if devices:
+            from edgeport.runtime.report_devices import print_devices
+
+            print_devices(report)
     for note in report.get("notes") or []:
         print(f"edgeport: note: {note}", file=sys.stderr)
-    return 0 if all(r["status"] == "ok" for r in report["artifacts"]) else 1
+    ok = all(r["status"] == "ok" for r in report["artifacts"])
+    if devices and not any(d["status"] == "ok" for d in report["devices"] if not d.get("local")):
+        ok = False  # a device benchmark where no device answered
+    return 0 if ok else 1
+
+
+def _devices(args):
+    """(devices, ssh_config from a devices file) for --device/--devices, or None when none was asked for."""
+    if not (args.device or args.devices):
+        for flag in ("device_name", "device_python", "device_timeout", "ssh_config"):
+            if getattr(args, flag):
+                raise ConfigError(f"--{flag.replace('_', '-')} needs --device or --devices")
+        return None
+    from edgeport.remote import devices_from_args
+
+    return devices_from_args(args.device, args.device_name, args.device_python, args.devices, args.device_timeout)
 
 
 def cmd_predict(args) -> int:
@@ -272,10 +328,14 @@ def build_parser() -> argparse.ArgumentParser:
     for name, bench in (("eval", False), ("bench", True)):
         p = sub.add_parser(name, help=f"{'evaluate' if not bench else 'evaluate and benchmark'} a run folder "
                                       "or one .tflite/.onnx file (TensorFlow not needed)")
-        p.add_argument("path", help="run folder (with manifest.json) or a model file")
+        p.add_argument("path", nargs="+", help="run folder (with manifest.json), or one or more model files")
         _add_data_args(p, training=False)
         p.add_argument("--json", action="store_true", help="print the report as JSON")
+        p.add_argument("--predictions", action="store_true",
+                       help="add each file's top-1 class per test image to the report (how devices are compared)")
         _add_bench_args(p)
+        if bench:
+            _add_device_args(p)
         p.set_defaults(fn=lambda a, b=bench: _eval_or_bench(a, b))
 
     p = sub.add_parser("predict", help="classify image files with a .tflite/.onnx model (TensorFlow not needed)")

@@ -11,10 +11,11 @@ from __future__ import annotations
 
 import platform
 import time
+from dataclasses import dataclass, field
 from pathlib import Path
 
 from edgeport.core import files
-from edgeport.core.data import DataConfig, load_dataset
+from edgeport.core.data import DataConfig, Dataset, load_dataset
 from edgeport.core.environment import cpu_count
 from edgeport.core.errors import EdgeportError, InputError
 from edgeport.core.run import RunFolder
@@ -32,6 +33,15 @@ def quick_configs():
             ExportConfig(calibration_size=100, validation_size=128),
             BenchConfig(runs=50, warmup=5, threads=(1,), batch_sizes=(1,), throughput_runs=10, overhead_runs=50,
                         memory_repeats=1))
+
+
+@dataclass
+class Answers:
+    """What evaluate_run / evaluate_files leave beside the report for callers that compare further (devices,
+    --predictions): each file's top-1 class per test image, and the test set they were made on."""
+
+    predictions: dict = field(default_factory=dict)  # artifact name -> (N,) top-1 classes
+    dataset: Dataset | None = None  # None: nothing labelled fitted the files (speed only)
 
 
 def clear_downstream(run_dir: Path) -> None:
@@ -60,10 +70,12 @@ def run_pipeline(out_dir: str | Path, train_cfg=None, export_cfg=None, bench_cfg
     return report
 
 
-def evaluate_run(run_dir: str | Path, bench_cfg: BenchConfig | None = BenchConfig()) -> dict:
+def evaluate_run(run_dir: str | Path, bench_cfg: BenchConfig | None = BenchConfig(),
+                 answers: Answers | None = None) -> dict:
     """Evaluate every artifact in the run's manifest on the test set (and benchmark it unless bench_cfg is None).
 
     An artifact that fails to load or run gets status "failed" with the error; the others still run.
+    `answers`, when given, receives each file's top-1 classes and the test set.
     """
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
@@ -125,16 +137,22 @@ def evaluate_run(run_dir: str | Path, bench_cfg: BenchConfig | None = BenchConfi
             progress.remove_task(task)
             rows.append(row)
     report["fidelity"] = compare(predictions, labels)
+    if answers is not None:
+        answers.predictions.update((k, v) for k, v in predictions.items() if k != "reference")
+        answers.dataset = data
     return report
 
 
 def evaluate_files(paths: list, data: DataConfig | str | None = None, bench_cfg: BenchConfig | None = None,
-                   limit: int | None = None) -> dict:
+                   limit: int | None = None, answers: Answers | None = None) -> dict:
     """Evaluate (and benchmark) loose model files, ours or not, on a labelled test set.
 
     `data` None: the bundled MNIST when the file takes its 28x28x1 images; for any other model there is nothing
     to measure accuracy on, so only the benchmark runs (latency, throughput, size, MACs on inputs of the model's
-    own shape) and the report says accuracy was not measured. Given `data` must fit the model: an error if not."""
+    own shape) and the report says accuracy was not measured. Given `data` must fit the model: an error if not.
+    One file that fails raises its one-line error; among several, a file that fails to load or run gets status
+    "failed" with the error and the others still run (as a run folder's artifacts do).
+    `answers`, when given, receives each file's top-1 classes and the (last) test set."""
     from edgeport.runtime import load
     from edgeport.runtime.bench import Interrupted, benchmark_file, check_images_fit, headline
     from edgeport.runtime.fidelity import compare
@@ -145,35 +163,44 @@ def evaluate_files(paths: list, data: DataConfig | str | None = None, bench_cfg:
               "bench": None if bench_cfg is None else bench_cfg.to_dict(), "artifacts": rows, "notes": notes}
     dataset = None
     for p in paths:
-        model = load(p)
-        notes += [n for n in model.spec_notes if n not in notes]
-        if dataset is None or tuple(dataset.test_images.shape[1:]) != model.spec.image_shape:
-            dataset = _data_for(model, cfg, limit, explicit=data is not None)
-        row = {"name": Path(p).name, "format": model.format, "precision": model.input.dtype, "path": str(p),
-               "bytes": Path(p).stat().st_size, "gzip_bytes": files.gzip_size(p), "status": "ok",
-               "input_spec": model.spec.to_dict()}
-        if dataset is not None:
-            check_images_fit(model, dataset.test_images, dataset.source, cfg.path is None)
-            ev = model.evaluate(dataset.test_images, dataset.test_labels)
-            row.update(ev.to_dict())
-            predictions[row["name"]] = ev.predictions
-            report["dataset"] = _dataset_info(dataset, cfg, limit)
-        else:
-            row["accuracy_note"] = "not measured: no labelled data for this model's input (give --data)"
-            if row["accuracy_note"] not in notes:
-                notes.append(f"{Path(p).name}: accuracy {row['accuracy_note']}")
-        if bench_cfg is not None:
-            try:
-                row["benchmark"] = benchmark_file(p, None if dataset is None else dataset.test_images, bench_cfg)
-            except KeyboardInterrupt as exc:
-                partial = getattr(exc, "partial", None)
-                rows.append(row | {"status": "interrupted", "benchmark": partial,
-                                   **(headline(partial) if partial else {})})
-                raise Interrupted(report | {"interrupted": True}) from None
-            row.update(headline(row["benchmark"]))
+        row = {"name": Path(p).name, "path": str(p)}
+        try:
+            model = load(p)
+            notes += [n for n in model.spec_notes if n not in notes]
+            if dataset is None or tuple(dataset.test_images.shape[1:]) != model.spec.image_shape:
+                dataset = _data_for(model, cfg, limit, explicit=data is not None)
+            row.update(format=model.format, precision=model.input.dtype, bytes=Path(p).stat().st_size,
+                       gzip_bytes=files.gzip_size(p), status="ok", input_spec=model.spec.to_dict())
+            if dataset is not None:
+                check_images_fit(model, dataset.test_images, dataset.source, cfg.path is None)
+                ev = model.evaluate(dataset.test_images, dataset.test_labels)
+                row.update(ev.to_dict())
+                predictions[row["name"]] = ev.predictions
+                report["dataset"] = _dataset_info(dataset, cfg, limit)
+            else:
+                row["accuracy_note"] = "not measured: no labelled data for this model's input (give --data)"
+                if row["accuracy_note"] not in notes:
+                    notes.append(f"{Path(p).name}: accuracy {row['accuracy_note']}")
+            if bench_cfg is not None:
+                try:
+                    row["benchmark"] = benchmark_file(p, None if dataset is None else dataset.test_images, bench_cfg)
+                except KeyboardInterrupt as exc:
+                    partial = getattr(exc, "partial", None)
+                    rows.append(row | {"status": "interrupted", "benchmark": partial,
+                                       **(headline(partial) if partial else {})})
+                    raise Interrupted(report | {"interrupted": True}) from None
+                row.update(headline(row["benchmark"]))
+        except EdgeportError as exc:
+            if len(paths) == 1:
+                raise
+            row.update(status="failed", error=str(exc))
         rows.append(row)
-    if predictions and dataset is not None and len(predictions) == len(rows):
+    ok = [r for r in rows if r["status"] == "ok"]
+    if predictions and dataset is not None and len(predictions) == len(ok):
         report["fidelity"] = compare(predictions, dataset.test_labels)
+    if answers is not None:
+        answers.predictions.update(predictions)
+        answers.dataset = dataset
     return report
 
 

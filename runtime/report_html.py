@@ -168,6 +168,10 @@ def to_html(report: dict, run_dir: str | Path) -> str:
         parts += ["<h2>Benchmark</h2>", f"<p class='note'>{esc(rpt.BENCH_NOTE)}</p>",
                   _table(rpt.BENCH_HEADERS, bench_rows, left=2)]
 
+    from edgeport.runtime.report_devices import html_section
+
+    parts.append(html_section(report, plt))
+
     plots = []
     if plt is not None:
         curves = _curves_png(plt, run)

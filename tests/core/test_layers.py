@@ -10,7 +10,8 @@ import pytest
 
 ROOT = Path(__file__).resolve().parents[2]
 STAGES = ("edgeport.train", "edgeport.export", "edgeport.runtime")
-ROOF = ("edgeport.cli", "edgeport.pipeline", "edgeport.serve", "edgeport.verify")
+ROOF = ("edgeport.cli", "edgeport.pipeline", "edgeport.serve", "edgeport.verify", "edgeport.remote", "edgeport.ssh",
+        "edgeport.device_side")
 
 
 def imported_modules(folder: Path) -> dict[str, set[str]]:
