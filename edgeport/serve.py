@@ -1,15 +1,19 @@
 """`edgeport serve RUN_DIR`: a local page that runs the run's exported files in the browser.
 
-The page (web/public/) draws a digit, preprocesses it MNIST-style in JavaScript and runs each .onnx file
-with onnxruntime-web and each batch-1 float-I/O .tflite file with LiteRT.js (@litertjs/core), both WASM,
-both served from web/node_modules (pinned by web/package-lock.json, installed with `npm ci`): no CDN, so
-the page works with the network unplugged. The server only hands out files; inference happens in the page.
-`POST /api/predict` is the exception: server-side inference with the Python runtime, for scripts.
+The page (edgeport/web/, package data) takes an input that fits the model's input spec: a drawn digit for
+`mnist` models, an image file or a camera snapshot for every other model. It preprocesses it in JavaScript
+exactly as edgeport/core/images.py does and runs each .onnx file with onnxruntime-web and each batch-1
+float-I/O .tflite file with LiteRT.js (@litertjs/core), both WASM. The runtimes are npm packages pinned by
+web/package-lock.json; only the files the page loads (edgeport/web/vendor.json) are served, from
+web/node_modules in a source checkout (`npm ci`) or from edgeport/web/vendor/ in an installed wheel (setup.py
+copies them in at build time): no CDN, so the page works with the network unplugged. The server only hands out
+files; inference happens in the page. `POST /api/predict` is the exception: server-side inference with the
+Python runtime, for scripts.
 
-Routes: `/` the page, `/static/*` its JS/CSS, `/vendor/*` the runtimes' dist files (.js/.mjs/.wasm only),
+Routes: `/` the page, `/static/*` its JS/CSS, `/vendor/{route}/*` the runtimes' files (vendor.json's list only),
 `/artifacts/{name}` one artifact by manifest name, `/api/artifacts` what the browser can run and why not,
 `/api/testset` test images for the parity mode, `/api/predict`, and FastAPI's `/docs` + `/openapi.json`.
-Starlette's StaticFiles answers 404 to any path that resolves outside its folder (path traversal).
+Every file route answers from a fixed list of names, so no path can reach outside it (path traversal).
 """
 
 # No `from __future__ import annotations`: FastAPI reads the route signatures, whose types are imported inside
@@ -24,24 +28,52 @@ import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
+import numpy as np
+
 from edgeport.core.errors import ConfigError, EdgeportError, require
 from edgeport.core.manifest import read_manifest
 
-WEB_DIR = Path(__file__).resolve().parent.parent / "web"  # the repo's web/: page sources + node_modules
-# The browser runtimes: route -> (folder under web/node_modules, files that must exist for it to work).
-VENDOR = {
-    "ort": ("onnxruntime-web/dist", ("ort.wasm.min.mjs", "ort-wasm-simd-threaded.mjs",
-                                     "ort-wasm-simd-threaded.wasm")),
-    "litert": ("@litertjs/core", ("dist/index.js", "wasm/litert_wasm_internal.js", "wasm/litert_wasm_internal.wasm")),
-    "litert-utils": ("@litertjs/wasm-utils/dist", ("index.js",)),
-}
-VENDOR_SUFFIXES = (".js", ".mjs", ".wasm")  # the only files /vendor/* hands out (no maps, no package.json)
-NPM_HINT = "run `npm ci` in web/ (see README, Browser demo)"
+PAGE_DIR = Path(__file__).resolve().parent / "web"  # the page (package data): index.html, its JS/CSS, vendor.json
+PAGE_FILES = ("app.js", "preprocess.js", "style.css")  # what /static/* hands out
+CHECKOUT_NODE_MODULES = Path(__file__).resolve().parent.parent / "web" / "node_modules"  # a source checkout's npm ci
+NPM_HINT = "run `npm ci` in web/ of the source checkout (see README, Browser demo), or install edgeport from a wheel"
 
 # Module scripts must come with a JavaScript MIME type, wasm with application/wasm (streaming compile).
 mimetypes.add_type("text/javascript", ".mjs")
 mimetypes.add_type("text/javascript", ".js")
 mimetypes.add_type("application/wasm", ".wasm")
+
+
+@dataclass(frozen=True)
+class VendorRuntime:
+    """One browser runtime the page loads from /vendor/{route}/ (an entry of edgeport/web/vendor.json)."""
+
+    route: str  # the URL segment after /vendor/
+    package: str  # the npm package, a folder under node_modules/ (or the wheel's edgeport/web/vendor/)
+    folder: str  # the package's folder served at /vendor/{route}/ ("" for the package root)
+    files: tuple[str, ...]  # the only files served, relative to that folder
+
+    def root(self, vendor_dir: Path) -> Path:
+        return Path(vendor_dir) / self.package / self.folder
+
+
+def read_vendor_table(path: Path = PAGE_DIR / "vendor.json") -> dict[str, VendorRuntime]:
+    """route -> VendorRuntime, from vendor.json (also read by setup.py, which copies the same files into the wheel)."""
+    table = json.loads(Path(path).read_text(encoding="utf-8"))["runtimes"]
+    return {route: VendorRuntime(route, e["package"], e["folder"], tuple(e["files"])) for route, e in table.items()}
+
+
+VENDOR = read_vendor_table()
+
+
+def default_vendor_dir() -> Path:
+    """Where the runtimes' npm packages are: edgeport/web/vendor/ of an installed wheel, else web/node_modules/ of
+    the source checkout this module runs from (an editable install)."""
+    packaged = PAGE_DIR / "vendor"
+    return packaged if packaged.is_dir() else CHECKOUT_NODE_MODULES
+
+
+VENDOR_DIR = default_vendor_dir()
 
 
 @dataclass(frozen=True)
@@ -51,7 +83,9 @@ class ServeConfig:
     max_upload_bytes: int = 2 * 1024 * 1024  # POST /api/predict bodies above this get 413, before decoding
     max_pixels: int = 4_000_000  # images whose header says more pixels than this get 413, before decoding
     max_testset: int = 10_000  # most test images /api/testset hands out in one call
-    web_dir: Path = WEB_DIR  # page sources (public/) and the npm-installed runtimes (node_modules/)
+    max_testset_bytes: int = 64 * 1024 * 1024  # and most pixel bytes (N x H x W x C) in one call
+    page_dir: Path = PAGE_DIR  # the page: index.html, app.js, preprocess.js, style.css
+    vendor_dir: Path = VENDOR_DIR  # the runtimes' npm packages (node_modules layout, vendor.json's files)
 
     def validate(self) -> None:
         if not 0 <= self.port <= 65535:
@@ -61,9 +95,10 @@ class ServeConfig:
         except ValueError:
             if self.host != "localhost":
                 raise ConfigError(f"--host must be an IP address or 'localhost', got {self.host!r}") from None
-        if not (Path(self.web_dir) / "public" / "index.html").is_file():
-            raise ConfigError(f"{self.web_dir}/public/index.html not found: `edgeport serve` needs the web/ "
-                              "folder of a source checkout")
+        missing = [n for n in ("index.html", *PAGE_FILES) if not (Path(self.page_dir) / n).is_file()]
+        if missing:
+            raise ConfigError(f"{Path(self.page_dir) / missing[0]} not found: this edgeport install lacks its page "
+                              "files; reinstall edgeport")
 
 
 @dataclass(frozen=True)
@@ -83,29 +118,26 @@ class BrowserArtifact:
     input_dtype: str = ""
     output_name: str = ""
     output_dtype: str = ""
-    norm_mean: float = 0.0  # model normalisation after scaling to [0, 1]: (x - mean) / std
-    norm_std: float = 1.0
-    labels: list[str] = field(default_factory=list)  # class names, index = class
-    input_spec: dict = field(default_factory=dict)  # the file's whole input spec (edgeport.core.spec.InputSpec)
+    # The file's whole input spec (edgeport.core.spec.InputSpec.to_dict): size, channels, layout, scale, mean/std,
+    # class labels, preprocessing and resize mode; the page preprocesses and names classes by it.
+    input_spec: dict = field(default_factory=dict)
 
 
-def vendor_status(web_dir: Path) -> dict[str, str | None]:
-    """route -> None when the runtime's files are installed in web/node_modules, else the reason."""
+def vendor_status(vendor_dir: Path) -> dict[str, str | None]:
+    """route -> None when all of the runtime's files are installed under `vendor_dir`, else the reason."""
     status = {}
-    for route, (folder, needed) in VENDOR.items():
-        root = Path(web_dir) / "node_modules" / folder
-        missing = [f for f in needed if not (root / f).is_file()]
-        status[route] = None if not missing else f"{root / missing[0]} is missing: {NPM_HINT}"
+    for route, rt in VENDOR.items():
+        missing = [f for f in rt.files if not (rt.root(vendor_dir) / f).is_file()]
+        status[route] = None if not missing else f"{rt.root(vendor_dir) / missing[0]} is missing: {NPM_HINT}"
     return status
 
 
-def runtime_versions(web_dir: Path) -> dict[str, str | None]:
+def runtime_versions(vendor_dir: Path) -> dict[str, str | None]:
     """Installed versions of the browser runtimes (from their package.json), None when absent."""
     out = {}
-    for pkg in ("onnxruntime-web", "@litertjs/core"):
-        p = Path(web_dir) / "node_modules" / pkg / "package.json"
+    for pkg in dict.fromkeys(rt.package for rt in VENDOR.values()):
         try:
-            out[pkg] = json.loads(p.read_text(encoding="utf-8")).get("version")
+            out[pkg] = json.loads((Path(vendor_dir) / pkg / "package.json").read_text(encoding="utf-8")).get("version")
         except (OSError, ValueError):
             out[pkg] = None
     return out
@@ -144,7 +176,7 @@ class ServedRun:
         self.run_dir = Path(run_dir)
         self.cfg = cfg
         manifest = read_manifest(self.run_dir)
-        self.vendors = vendor_status(cfg.web_dir)
+        self.vendors = vendor_status(cfg.vendor_dir)
         self.files: dict[str, Path] = {}
         self.models: dict = {}
         self.artifacts: list[BrowserArtifact] = []
@@ -167,8 +199,7 @@ class ServedRun:
             self.artifacts.append(BrowserArtifact(
                 **base, runtime=runtime, runnable=reason is None, reason=reason,
                 input_name=model.input.name, input_shape=list(model.input.shape), input_dtype=model.input.dtype,
-                output_name=model.output.name, output_dtype=model.output.dtype, norm_mean=spec.mean[0],
-                norm_std=spec.std[0], labels=list(spec.labels), input_spec=spec.to_dict()))
+                output_name=model.output.name, output_dtype=model.output.dtype, input_spec=spec.to_dict()))
         if not self.artifacts:
             raise ConfigError(f"{self.run_dir}: the manifest lists no artifacts to serve")
 
@@ -178,12 +209,13 @@ class ServedRun:
             from edgeport.core.run import RunFolder
 
             data = RunFolder(self.run_dir).dataset(test_limit=self.cfg.max_testset)
-            self._test = (data.test_images, data.test_labels, data.source)
+            self._test = (data.test_images, np.asarray(data.test_labels), data.source)
         return self._test
 
     def predict(self, name: str, data: bytes, suffix: str, k: int, preprocess: bool) -> dict:
         """Top-k of one uploaded image through the Python runtime: `edgeport predict`'s own function, so
-        the preprocessing is edgeport/core/images.py's (the page's preprocess.js mirrors it)."""
+        the preprocessing is the model's input spec's, by edgeport/core/images.py (the page's preprocess.js
+        mirrors it)."""
         import tempfile
 
         from edgeport.runtime.predict import predict_files
@@ -217,12 +249,11 @@ def create_app(run_dir: str | Path, cfg: ServeConfig = ServeConfig()):
     fastapi = require("fastapi", "serve")
     from fastapi import HTTPException, Query, Request
     from fastapi.responses import FileResponse
-    from fastapi.staticfiles import StaticFiles
     from starlette.concurrency import run_in_threadpool
 
     cfg.validate()
     served = ServedRun(run_dir, cfg)
-    web = Path(cfg.web_dir)
+    page, vendor_dir = Path(cfg.page_dir), Path(cfg.vendor_dir)
     app = fastapi.FastAPI(
         title="edgeport serve",
         description=f"In-browser inference of the exported files of `{served.run_dir}`; "
@@ -241,27 +272,26 @@ def create_app(run_dir: str | Path, cfg: ServeConfig = ServeConfig()):
         response.headers["X-Content-Type-Options"] = "nosniff"
         return response
 
-    class _VendorFiles(StaticFiles):
-        """StaticFiles that hands out only .js/.mjs/.wasm (the runtimes' dist files), 404 for the rest."""
-
-        async def get_response(self, path, scope):
-            if not path.endswith(VENDOR_SUFFIXES):
-                raise HTTPException(404, "not found")
-            return await super().get_response(path, scope)
-
-    app.mount("/static", StaticFiles(directory=web / "public"), name="static")
-    for route, (folder, _) in VENDOR.items():
-        root = web / "node_modules" / folder
-        if root.is_dir():
-            app.mount(f"/vendor/{route}", _VendorFiles(directory=root), name=f"vendor-{route}")
-
     @app.get("/", include_in_schema=False)
     def index():
-        return FileResponse(web / "public" / "index.html", headers={"Cache-Control": "no-store"})
+        return FileResponse(page / "index.html", headers={"Cache-Control": "no-store"})
+
+    @app.get("/static/{name}", include_in_schema=False)
+    def static(name: str):
+        if name not in PAGE_FILES:
+            raise HTTPException(404, "not found")
+        return FileResponse(page / name, headers={"Cache-Control": "no-cache"})
+
+    @app.get("/vendor/{route}/{path:path}", include_in_schema=False)
+    def vendor(route: str, path: str):
+        rt = VENDOR.get(route)
+        if rt is None or path not in rt.files or not (rt.root(vendor_dir) / path).is_file():
+            raise HTTPException(404, "not found")
+        return FileResponse(rt.root(vendor_dir) / path)
 
     @app.get("/api/artifacts", summary="The run's artifacts and whether the page can run each")
     def artifacts() -> dict:
-        return {"run": str(served.run_dir), "runtimes": runtime_versions(web),
+        return {"run": str(served.run_dir), "runtimes": runtime_versions(vendor_dir),
                 "missing_runtimes": {k: v for k, v in served.vendors.items() if v},
                 "artifacts": [asdict(a) for a in served.artifacts]}
 
@@ -271,14 +301,23 @@ def create_app(run_dir: str | Path, cfg: ServeConfig = ServeConfig()):
             raise HTTPException(404, f"no artifact named {name!r} in this run")
         return FileResponse(served.files[name], media_type="application/octet-stream")
 
-    @app.get("/api/testset", summary="Test images (uint8, base64, row-major N x H x W) and labels")
+    @app.get("/api/testset", summary="Test images (uint8 pixels, base64, row-major N x H x W x C) and labels",
+             description="The run's test split as the model takes it (already its size), channels last; `shape` "
+                         "is (N, H, W, C). The page normalises them by each artifact's input spec.")
     def testset(n: int = Query(200, ge=1, le=cfg.max_testset), offset: int = Query(0, ge=0)) -> dict:
         images, labels, source = served.test_images()
         if offset + n > len(images):
             raise HTTPException(422, f"asked for images {offset}..{offset + n} of a test set of {len(images)}")
-        batch = images[offset : offset + n]
-        return {"source": source, "offset": offset, "shape": list(batch.shape), "labels": labels[offset : offset + n]
-                .tolist(), "images_b64": base64.b64encode(batch.tobytes()).decode("ascii")}
+        per_image = int(np.prod(np.shape(images[0]))) if len(images) else 0
+        if n * per_image > cfg.max_testset_bytes:
+            raise HTTPException(422, f"{n} images of {per_image} bytes are over the limit of {cfg.max_testset_bytes} "
+                                     f"bytes per call; ask for at most {cfg.max_testset_bytes // per_image}")
+        batch = np.ascontiguousarray(images[offset : offset + n], dtype=np.uint8)  # a lazy split reads just these
+        if batch.ndim == 3:
+            batch = batch[..., None]
+        return {"source": source, "offset": offset, "shape": list(batch.shape),
+                "labels": labels[offset : offset + n].tolist(),
+                "images_b64": base64.b64encode(batch.tobytes()).decode("ascii")}
 
     @app.post(
         "/api/predict",
@@ -286,9 +325,10 @@ def create_app(run_dir: str | Path, cfg: ServeConfig = ServeConfig()):
         description=(f"Send the image bytes as the request body (PNG, JPEG, BMP, ...; Content-Type image/* or "
                      f"application/octet-stream). Bodies over {cfg.max_upload_bytes} bytes, or images over "
                      f"{cfg.max_pixels} pixels by their header, get 413 before decoding; other content types "
-                     "get 415; bytes that are not an image get 415. By default the image gets MNIST-style "
-                     "preprocessing (edgeport.core.images); preprocess=false expects an image already "
-                     "the model's size, light ink on dark."),
+                     "get 415; bytes that are not an image get 415. By default the image gets the model's own "
+                     "preprocessing, by its input spec (edgeport.core.images: MNIST-style for digit models, "
+                     "resized to the model's size for the others); preprocess=false expects an image "
+                     "already the model's size (and, for digit models, light ink on dark)."),
         openapi_extra={"requestBody": {"required": True, "content": {
             m: {"schema": {"type": "string", "format": "binary"}}
             for m in ("image/png", "image/jpeg", "application/octet-stream")}}},

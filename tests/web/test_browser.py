@@ -55,13 +55,14 @@ def test_drawn_digits_are_read_correctly(page, server_url, web_run, tmp_path):
     from edgeport.runtime import load
 
     open_page(page, server_url)
+    assert page.locator("#pad").is_visible() and page.locator("#image-ui").is_hidden()  # a digit model: the pad
     seen = {}
     for artifact in BROWSER_ARTIFACTS:
         model = load(web_run / "artifacts" / f"{artifact}{'.onnx' if artifact.startswith('onnx') else '.tflite'}")
         for digit, strokes in DIGITS.items():
             pred = predict_drawing(page, artifact, strokes)
             seen[(artifact, digit)] = pred["top"][0]["label"]
-            assert len(pred["top"]) == 3 and pred["latency_ms"] > 0
+            assert len(pred["top"]) == 5 and pred["latency_ms"] > 0 and pred["source"] == "pad"
             # The page's 28x28 input is exactly what edgeport/core/images.py makes of the same drawing.
             drawing = tmp_path / f"{artifact}-{digit}.png"
             data_url = page.evaluate("document.getElementById('pad').toDataURL('image/png')")

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import io
-import shutil
 import struct
 import zlib
 
@@ -16,7 +15,7 @@ pytest.importorskip("httpx")
 from fastapi.testclient import TestClient  # noqa: E402
 
 from edgeport.core.errors import ConfigError  # noqa: E402
-from edgeport.serve import WEB_DIR, ServeConfig, create_app, is_loopback  # noqa: E402
+from edgeport.serve import ServeConfig, create_app, is_loopback  # noqa: E402
 
 
 def png(array: np.ndarray) -> bytes:
@@ -83,13 +82,13 @@ def test_artifacts_say_what_the_browser_can_run_and_why_not(client):
     assert not arts["tflite_int8"]["runnable"]
     assert "dynamic" in arts["tflite_int8"]["reason"] and "int8" in arts["tflite_int8"]["reason"]
     assert body["runtimes"]["onnxruntime-web"] and body["runtimes"]["@litertjs/core"]
-    assert arts["onnx_fp32"]["labels"] == [str(i) for i in range(10)]
+    spec = arts["onnx_fp32"]["input_spec"]
+    assert spec["labels"] == [str(i) for i in range(10)] and spec["preprocessing"] == "mnist"
+    assert (spec["height"], spec["width"], spec["channels"]) == (28, 28, 1)
 
 
 def test_missing_node_modules_makes_everything_unavailable_with_the_reason(web_run, tmp_path):
-    web = tmp_path / "web"
-    shutil.copytree(WEB_DIR / "public", web / "public")
-    with TestClient(create_app(web_run, ServeConfig(web_dir=web))) as c:
+    with TestClient(create_app(web_run, ServeConfig(vendor_dir=tmp_path / "node_modules"))) as c:
         arts = c.get("/api/artifacts").json()["artifacts"]
         assert c.get("/").status_code == 200  # the page itself still loads and shows the reasons
     assert arts and all(not a["runnable"] and "npm ci" in a["reason"] for a in arts)
@@ -117,6 +116,10 @@ def test_page_runtimes_and_artifact_files_are_served(client, web_run):
     "/vendor/ort/%2e%2e/package.json",
     "/vendor/litert/package.json",  # inside the folder, but not a .js/.mjs/.wasm runtime file
     "/vendor/ort/ort.min.js.map",
+    "/vendor/ort/ort.all.min.mjs",  # a real runtime file, but not one the page loads (vendor.json)
+    "/vendor/nope/index.js",
+    "/static/vendor.json",
+    "/static/index.html",
     "/artifacts/..%2fmanifest.json",
     "/artifacts/nope",
     "/etc/passwd",
