@@ -3,7 +3,7 @@ PYTHON ?= python3
 VENV ?= .venv
 BIN := $(VENV)/bin
 
-.PHONY: setup run quick test lint clean
+.PHONY: setup run quick test check-wheel lint clean
 
 setup: $(VENV)/.installed web/node_modules/.package-lock.json
 
@@ -28,5 +28,8 @@ test: setup  ## lint, then the test suite
 	$(BIN)/ruff check .
 	$(BIN)/python -m pytest -q
 
+check-wheel: setup  ## build the wheel, install it with [serve] in a fresh venv, serve a run and open the page
+	$(BIN)/python .ci/check_wheel.py
+
 clean:
-	rm -rf runs .pytest_cache
+	rm -rf runs .pytest_cache build dist
