@@ -133,8 +133,9 @@ def main(argv: list[str]) -> None:
         made = runs.submit(lambda: Path(argv[0]).resolve() if argv else make_run(work))
         whl = build_wheel(work)
         step(f"built {whl.name}: {whl.stat().st_size / 1e6:.1f} MB")
-        run("python3", "-m", "venv", work / "venv")
-        run(work / "venv" / "bin" / "python", "-m", "pip", "install", "-q", f"{whl}[serve]", cwd=work)
+        run("python3", "-m", "venv", "--without-pip", work / "venv")  # pip --python installs into it: no ensurepip
+        run(sys.executable, "-m", "pip", "--python", work / "venv" / "bin" / "python", "install", "-q",
+            "--disable-pip-version-check", f"{whl}[serve]", cwd=work)
         where = run(work / "venv" / "bin" / "python", "-c", "import edgeport.serve as s; print(s.__file__)", cwd=work)
         step(f"installed into a fresh venv: {where.stdout.strip()}")
         assert where.stdout.startswith(str(work / "venv")), where.stdout

@@ -4,7 +4,7 @@
 // the local server), and show the top classes by name, the latency and what the model saw. `?parity=N` instead
 // runs N test images through every runnable artifact and publishes the results as window.parityResults for
 // tests/web to compare with the Python runtime.
-import { PreprocessError, preprocessImage, toModelInput } from './preprocess.js';
+import { MAX_PIXELS, PreprocessError, preprocessImage, toModelInput } from './preprocess.js';
 
 const $ = (id) => document.getElementById(id);
 const TOP_K = 5; // classes shown (fewer when the model has fewer)
@@ -216,6 +216,11 @@ async function decodeImage(blob) {
     throw new PreprocessError(`this browser cannot decode it as an image (${err?.name ?? err})`);
   }
   const { width, height } = bitmap;
+  if (width * height > MAX_PIXELS) { // before a canvas of that size is made (Python refuses it from the header)
+    bitmap.close();
+    throw new PreprocessError(`image is ${width}x${height} = ${(width * height).toLocaleString('en')} pixels, over ` +
+                              `the limit of ${MAX_PIXELS.toLocaleString('en')}; downscale it first`);
+  }
   const canvas = document.createElement('canvas');
   canvas.width = width;
   canvas.height = height;

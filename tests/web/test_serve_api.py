@@ -228,3 +228,31 @@ def test_serve_cli_errors_are_one_line(tmp_path, capsys):
     assert main(["serve", str(tmp_path)]) == 2
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 1 and "manifest.json" in err[0], err
+
+
+def test_an_rgb_run_is_described_served_and_predicted_by_its_spec(rgb_run):
+    """A non-digit run: the page learns its whole input spec, the test set comes as (N, H, W, C), and
+    /api/predict resizes an RGB photo of any size and answers with class names."""
+    import base64
+
+    from edgeport.core.run import RunFolder
+
+    with TestClient(create_app(rgb_run)) as c:
+        arts = c.get("/api/artifacts").json()["artifacts"]
+        assert arts and all(a["runnable"] for a in arts)
+        for a in arts:
+            spec = a["input_spec"]
+            assert (spec["height"], spec["width"], spec["channels"], spec["layout"]) == (32, 32, 3, "NHWC")
+            assert spec["labels"] == ["red", "green", "blue"] and spec["preprocessing"] == "resize"
+            assert spec["resize"] == "crop" and "norm_mean" not in a
+        body = c.get("/api/testset", params={"n": 7, "offset": 2}).json()
+        assert body["shape"] == [7, 32, 32, 3]
+        images = np.frombuffer(base64.b64decode(body["images_b64"]), np.uint8).reshape(body["shape"])
+        data = RunFolder(rgb_run).dataset(test_limit=9)
+        assert (images == data.test_images[2:9]).all() and body["labels"] == data.test_labels[2:9].tolist()
+        red = np.random.default_rng(0).integers(0, 90, (45, 61, 3))
+        red[..., 0] += 150
+        r = c.post("/api/predict", params={"artifact": "onnx_fp32", "k": 3}, content=png(red.astype(np.uint8)),
+                   headers={"Content-Type": "image/png"})
+        assert r.status_code == 200, r.text
+        assert [t["label"] for t in r.json()["top"]][0] == "red" and r.json()["preprocess"] == "resize"
