@@ -6,7 +6,8 @@ match them; tests check the page gives the same pixels.
 
 Every recipe starts with step 1, loading (`load_image`): refuse files over `MAX_PIXELS` (width x height, read
 from the header before any pixel is decoded), apply the EXIF orientation, composite transparency onto white
-(a drawing on a transparent canvas is dark ink on a light page), then convert to the spec's channels with
+(a drawing on a transparent canvas is dark ink on a light page), take 16-bit grey down to 8 bits by its high
+byte (Pillow's own conversion would clip everything above 255), then convert to the spec's channels with
 Pillow: "L" for grayscale (L = 0.299 R + 0.587 G + 0.114 B, Pillow's integer L24 formula), "RGB" for colour.
 
 `resize` (any photo-like image; `resize_image`):
@@ -73,6 +74,8 @@ def load_image(path: str | Path, max_pixels: int = MAX_PIXELS, channels: int = 1
             if w < 1 or h < 1:
                 raise InputError(f"{p}: image has no pixels ({w}x{h})")
             im = ImageOps.exif_transpose(im)  # phone photos are often stored sideways with an EXIF flag
+            if im.mode.startswith("I;16") or (im.mode == "I" and im.getextrema()[1] > 255):  # 16-bit grey: high byte
+                im = Image.fromarray((np.asarray(im, dtype=np.int64) >> 8).clip(0, 255).astype(np.uint8), "L")
             if im.mode in ("RGBA", "LA", "PA") or (im.mode == "P" and "transparency" in im.info):
                 rgba = im.convert("RGBA")
                 page = Image.new("RGBA", rgba.size, (255, 255, 255, 255))

@@ -187,3 +187,10 @@ def test_channel_conversion_uses_pillows_luma():
     want = np.asarray(Image.fromarray(rgb).convert("L"))
     assert np.array_equal(to_channels(rgb, 1)[..., 0], want)
     assert to_channels(want[..., None], 3).shape == (5, 7, 3)
+
+
+def test_16_bit_grey_png_keeps_its_contrast(tmp_path):
+    ramp = (np.arange(64, dtype=np.uint16).reshape(8, 8) * 1024)  # 0 .. 64512
+    path = tmp_path / "deep.png"
+    Image.fromarray(ramp).save(path)
+    assert np.array_equal(load_image(path), (ramp >> 8).astype(np.uint8))
