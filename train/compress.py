@@ -275,12 +275,15 @@ class Compressor:
         model.compile(optimizer=keras.optimizers.Adam(keras.optimizers.schedules.CosineDecay(cfg.learning_rate, steps)),
                       loss="sparse_categorical_crossentropy", metrics=["accuracy"])
         print(f"compress {cfg.method.value}: fine-tune {steps} steps of {cfg.batch_size}", file=sys.stderr)
-        model.fit(self.spec.normalise(self.data.train_images[idx]), self.data.train_labels[idx],
+        train = np.asarray(self.data.train_images)  # an image folder's split decodes once, then stays in memory
+        model.fit(self.spec.normalise(train[idx]), self.data.train_labels[idx],
                   batch_size=cfg.batch_size, epochs=1, shuffle=False, callbacks=list(callbacks), verbose=self.verbose)
         return steps
 
     def _accuracy(self, model) -> float:
-        probs = model.predict(self.spec.normalise(self.data.test_images), batch_size=512, verbose=0)
+        from edgeport.train.fit import predict_probs
+
+        probs = predict_probs(model, self.spec, self.data.test_images)
         return float((probs.argmax(1) == self.data.test_labels).mean())
 
     def _copy(self, model):

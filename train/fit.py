@@ -51,6 +51,15 @@ def dataset_for(cfg: TrainConfig) -> Dataset:
     return load_dataset(cfg.data)
 
 
+def predict_probs(model, spec, images, chunk: int = 8192) -> np.ndarray:
+    """float32 probabilities of a Keras model on a split's uint8 images, `chunk` images at a time, so a lazy image
+    folder's test split is decoded and normalised in pieces, never all at once."""
+    from edgeport.core.data import iter_batches
+
+    outs = [model.predict(spec.normalise(b), batch_size=512, verbose=0) for b in iter_batches(images, chunk)]
+    return np.concatenate(outs).astype(np.float32) if outs else np.zeros((0, model.output_shape[-1]), np.float32)
+
+
 def train(cfg: TrainConfig, out_dir: str | Path) -> TrainResult:
     """Train `cfg.model` and write the run folder's training outputs; returns accuracy and paths."""
     from edgeport.train.models import build_model
@@ -74,7 +83,7 @@ def train(cfg: TrainConfig, out_dir: str | Path) -> TrainResult:
         loss="sparse_categorical_crossentropy",
         metrics=["accuracy"],
     )
-    x_train, x_val, x_test = (spec.normalise(a) for a in (data.train_images, data.val_images, data.test_images))
+    x_train, x_val = (spec.normalise(a) for a in (data.train_images, data.val_images))  # Keras fits from memory
     start = time.perf_counter()
     validation = (x_val, data.val_labels) if len(x_val) else None
     hist = model.fit(
@@ -86,7 +95,7 @@ def train(cfg: TrainConfig, out_dir: str | Path) -> TrainResult:
         verbose=1 if sys.stdout.isatty() else 2,  # a live bar on a terminal, one line an epoch in logs
     )
     seconds = time.perf_counter() - start
-    probs = model.predict(x_test, batch_size=512, verbose=0).astype(np.float32)
+    probs = predict_probs(model, spec, data.test_images)
     test_acc = float((probs.argmax(1) == data.test_labels).mean())
     history = {k: [float(v) for v in vals] for k, vals in hist.history.items()}
     val_acc = history.get("val_accuracy", [float("nan")])[-1]
