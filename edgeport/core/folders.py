@@ -20,7 +20,8 @@ Splits are lazy (`ImageFiles`): a sized sequence of uint8 (n, H, W, C) that deco
 each through edgeport.core.images (`load_image`, then `preprocess_image` with the dataset's InputSpec), so a
 training image and an image given to `edgeport predict` are prepared identically. Evaluation reads them in
 batches and never holds a whole folder in memory; training calls `np.asarray(split)` once (Keras fits from
-memory), which decodes the split with a progress bar and keeps the array.
+memory), which decodes the split with a progress bar and keeps the array. A split small enough to keep
+(`ImageFiles.KEEP_BYTES`) keeps what it decoded, so evaluating many files does not decode it many times.
 """
 
 from __future__ import annotations
@@ -279,7 +280,7 @@ def _channels(images: list[ImageFile], cfg: DataConfig, notes: list[str]) -> int
     if cfg.channels is not None or cfg.preprocessing == "mnist":
         channels = cfg.channels or 1
         converted = colour if channels == 1 else grey
-        why = f"--channels {channels}" if cfg.channels else "mnist preprocessing"
+        why = f"{channels} channel(s) asked for" if cfg.channels else "mnist preprocessing"
         if converted:
             notes.append(f"{why}: {converted} {'colour' if channels == 1 else 'grayscale'} image(s) converted to "
                          f"{'grayscale' if channels == 1 else 'RGB'}")
@@ -295,7 +296,7 @@ def _size(images: list[ImageFile], cfg: DataConfig, notes: list[str]) -> tuple[i
     sizes = Counter((im.height, im.width) for im in images)
     if cfg.image_size is not None:
         size = tuple(cfg.image_size)
-        why = f"--image-size {size[0]}x{size[1]}"
+        why = "the size asked for"
     else:
         size = sizes.most_common(1)[0][0]
         why = f"the most common size, {sizes[size]} of {len(images)}"
@@ -367,15 +368,21 @@ def _shuffled(images: list[ImageFile], seed: int, stream: int) -> list[ImageFile
 class ImageFiles(Sequence):
     """A split of an image folder: a sized sequence of uint8 images (n, H, W, C) that decodes only what is indexed.
 
-    `files[i]` is one (H, W, C) image; `files[a:b]` and `files[index_array]` are (n, H, W, C) batches;
-    `np.asarray(files)` decodes them all (with a progress bar for large splits) and keeps the array, so later
-    indexing costs nothing. Every image goes through `load_image` then `preprocess_image` with `spec`."""
+    `files[i]` is one (H, W, C) image; `files[a:b]` and `files[index_array]` are (n, H, W, C) batches.
+    A split whose decoded images take at most `KEEP_BYTES` keeps each image once decoded, so evaluating many
+    exported files decodes it once; a larger split keeps nothing and is decoded again on each pass, in the
+    batches asked for, never all at once. `np.asarray(files)` decodes everything (with a progress bar for
+    large splits) and keeps it: what training does. Every image goes through `load_image` then
+    `preprocess_image` with `spec`."""
+
+    KEEP_BYTES = 256 * 2**20  # decoded images kept in memory up to this size; larger splits stream
 
     def __init__(self, paths: Sequence[str], spec: InputSpec, name: str = "images"):
         self.paths = list(paths)
         self.spec = spec
         self.name = name
-        self._array: np.ndarray | None = None
+        self._kept: np.ndarray | None = None  # decoded images (all, or those `_have` marks)
+        self._have: np.ndarray | None = None  # bool per image: decoded into `_kept`; None when all are
 
     def __len__(self) -> int:
         return len(self.paths)
@@ -396,16 +403,18 @@ class ImageFiles(Sequence):
     def ndim(self) -> int:
         return 4
 
+    @property
+    def nbytes(self) -> int:
+        return int(np.prod(self.shape))
+
     def __getitem__(self, key):
-        if self._array is not None:
-            return self._array[key]
         if isinstance(key, int | np.integer):
             i = int(key) + (len(self) if key < 0 else 0)
             if not 0 <= i < len(self):
                 raise IndexError(f"image {key} of {len(self)}")
-            return self.decode([i])[0]
+            return self._get(np.array([i]))[0]
         if isinstance(key, slice):
-            return self.decode(range(*key.indices(len(self))))
+            return self._get(np.arange(*key.indices(len(self))))
         index = np.asarray(key)
         if index.dtype == bool:
             index = np.flatnonzero(index)
@@ -414,28 +423,42 @@ class ImageFiles(Sequence):
         index = np.where(index < 0, index + len(self), index)
         if len(index) and (index.min() < 0 or index.max() >= len(self)):
             raise IndexError(f"index out of range for {len(self)} images")
-        return self.decode(index.tolist())
+        return self._get(index)
 
     def __iter__(self) -> Iterator[np.ndarray]:
         for i in range(len(self)):
             yield self[i]
 
     def __array__(self, dtype=None, copy=None) -> np.ndarray:
-        if self._array is None:
-            out = np.empty(self.shape, np.uint8)
-            with progress(len(self), f"decoding {self.name} images") as advance:
-                for i, p in enumerate(self.paths):
-                    out[i] = self.decode_one(p)
-                    advance()
-            self._array = out
-        return self._array if dtype is None else self._array.astype(dtype)
+        if self._kept is None or self._have is not None:
+            everything = np.arange(len(self))
+            if self._kept is None:
+                self._kept = self.decode(everything)
+            else:
+                self._get(everything)
+            self._have = None
+        return self._kept if dtype is None else self._kept.astype(dtype)
+
+    def _get(self, index: np.ndarray) -> np.ndarray:
+        if self._kept is None and 0 < self.nbytes <= self.KEEP_BYTES:
+            self._kept, self._have = np.empty(self.shape, np.uint8), np.zeros(len(self), bool)
+        if self._kept is None:
+            return self.decode(index)
+        if self._have is not None:
+            missing = np.unique(index[~self._have[index]])
+            if len(missing):
+                self._kept[missing] = self.decode(missing)
+                self._have[missing] = True
+        return self._kept[index]
 
     def decode(self, indices) -> np.ndarray:
         """uint8 (len(indices), H, W, C): the images at `indices`, decoded now."""
         indices = list(indices)
         out = np.empty((len(indices), *self.spec.image_shape), np.uint8)
-        for k, i in enumerate(indices):
-            out[k] = self.decode_one(self.paths[i])
+        with progress(len(indices), f"decoding {self.name} images") as advance:
+            for k, i in enumerate(indices):
+                out[k] = self.decode_one(self.paths[i])
+                advance()
         return out
 
     def decode_one(self, path: str) -> np.ndarray:

@@ -1,4 +1,4 @@
-"""An RGB image folder end to end through the CLI: train, export, eval of the run, eval of a loose file on the folder."""
+"""An RGB image folder through the CLI: train, export, eval of the run, eval of a loose file on the folder."""
 
 import json
 

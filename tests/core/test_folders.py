@@ -80,7 +80,7 @@ def test_images_are_prepared_like_predict_prepares_a_file(tmp_path):
         split = d.test_images if i < len(d.test_images) else d.train_images
         k = i if i < len(d.test_images) else i - len(d.test_images)
         assert np.array_equal(split[k], preprocess_file(path, d.spec))
-    assert any("2 size(s); 9 of 9 not 8x8 (--image-size 8x8) are resized to it (resize: crop)" in n for n in d.notes)
+    assert any("2 size(s); 9 of 9 not 8x8 (the size asked for) are resized to it (resize: crop)" in n for n in d.notes)
 
 
 def test_channels_detected_from_headers_and_forced(tmp_path):
@@ -94,7 +94,7 @@ def test_channels_detected_from_headers_and_forced(tmp_path):
     assert mixed.spec.channels == 3 and any("1 colour, 11 grayscale" in n for n in mixed.notes)
     forced = load(tmp_path, channels=1)
     assert forced.spec.channels == 1 and forced.test_images[:].shape[-1] == 1
-    assert any("--channels 1: 1 colour image(s) converted" in n for n in forced.notes)
+    assert any("1 channel(s) asked for: 1 colour image(s) converted" in n for n in forced.notes)
 
 
 def test_most_common_size_wins_and_the_rest_are_counted(tmp_path):
@@ -140,23 +140,40 @@ def test_fingerprint_changes_with_any_file(tmp_path):
     assert changed != before and len(changed["./"]) == 64
 
 
+def record_decodes(monkeypatch) -> list[list[int]]:
+    """The indices of every ImageFiles.decode call from now on."""
+    asked = []
+    decode = folders.ImageFiles.decode
+    monkeypatch.setattr(folders.ImageFiles, "decode", lambda self, idx: asked.append(list(idx)) or decode(self, idx))
+    return asked
+
+
 def test_lazy_split_indexes_like_an_array_and_decodes_only_what_is_asked(tmp_path, monkeypatch):
     make_folder(tmp_path, n=10, split="test")
     split = load(tmp_path).test_images
     assert isinstance(split, folders.ImageFiles) and split.shape == (20, 6, 8, 3) and len(split) == 20
-    asked = []
-    decode = folders.ImageFiles.decode
-    monkeypatch.setattr(folders.ImageFiles, "decode", lambda self, idx: asked.append(list(idx)) or decode(self, idx))
+    monkeypatch.setattr(folders.ImageFiles, "KEEP_BYTES", 0)  # as a split too large to keep
+    asked = record_decodes(monkeypatch)
     one, batch, picked = split[-1], split[2:5], split[np.array([0, 7, 7])]
     assert one.shape == (6, 8, 3) and one.dtype == np.uint8 and batch.shape == (3, 6, 8, 3)
     assert np.array_equal(picked[1], picked[2]) and np.array_equal(split[[True] + [False] * 19][0], split[0])
     assert asked[:3] == [[19], [2, 3, 4], [0, 7, 7]]
+    assert np.array_equal(split[2:5], batch) and asked[-1] == [2, 3, 4]  # kept nothing: decoded again
     asked.clear()
     full = np.asarray(split)  # materialises once (what training does), then serves every index from memory
-    assert full.shape == (20, 6, 8, 3) and np.array_equal(full[2:5], batch)
-    assert np.array_equal(split[2:5], batch) and not asked
+    assert full.shape == (20, 6, 8, 3) and np.array_equal(full[2:5], batch) and len(asked) == 1
+    assert np.array_equal(split[2:5], batch) and np.asarray(split) is full and len(asked) == 1
     with pytest.raises(IndexError):
         split[20]
+
+
+def test_a_small_split_keeps_what_it_decoded(tmp_path, monkeypatch):
+    make_folder(tmp_path, n=10, split="test")
+    split = load(tmp_path).test_images
+    asked = record_decodes(monkeypatch)
+    first = split[0:8]
+    assert np.array_equal(split[4:12][:4], first[4:]) and asked == [list(range(8)), list(range(8, 12))]
+    assert np.array_equal(np.asarray(split)[:8], first) and asked[-1] == list(range(12, 20))
 
 
 def test_evaluation_streams_the_test_split_in_batches(tmp_path, monkeypatch):
@@ -176,14 +193,13 @@ def test_evaluation_streams_the_test_split_in_batches(tmp_path, monkeypatch):
     model = tmp_path / "mean_colour.onnx"
     onnx.save(helper.make_model(graph, opset_imports=[helper.make_opsetid("", 13)]), str(model))
 
-    batches = []
-    decode = folders.ImageFiles.decode
-    monkeypatch.setattr(folders.ImageFiles, "decode", lambda self, idx: batches.append(len(idx)) or decode(self, idx))
+    monkeypatch.setattr(folders.ImageFiles, "KEEP_BYTES", 0)  # as a folder too large to keep decoded
     monkeypatch.setattr(folders.ImageFiles, "__array__", lambda *a, **k: pytest.fail("the whole split was decoded"))
-    report = evaluate_files([model], data=str(tmp_path / "data"))
+    asked = record_decodes(monkeypatch)
+    report = evaluate_files([model, model], data=str(tmp_path / "data"))
     assert report["dataset"]["test_images"] == 300 and 0 <= report["artifacts"][0]["accuracy"] <= 1
-    evaluated = [b for b in batches if b > 1]  # one-image reads are the shape check
-    assert sum(evaluated) == 300 and max(batches) <= 256 < 300
+    batches = [len(a) for a in asked if len(a) > 1]  # one-image reads are the shape check
+    assert sum(batches) == 2 * 300 and max(batches) <= 256 < 300  # each file's pass, a batch at a time
 
 
 # ---- bad input -----------------------------------------------------------------------------------------------
