@@ -58,7 +58,7 @@ class DataConfig:
     test_limit: int | None = None  # first N test images only
     labels: str | None = None  # a text file with one class name a line (IDX/.npz carry no names)
     channels: int | None = None  # 1 or 3 to convert every image; None: as the data is (folders: detected)
-    image_size: tuple[int, int] | None = None  # (H, W) to resize to; None: the images' own (folders: the first's)
+    image_size: tuple[int, int] | None = None  # (H, W) to resize to; None: the images' own (folders: most common)
     test_fraction: float = 0.2  # single-split image folders: the stratified share held out for testing
     seed: int = 0  # seeds that split
     skip_bad_images: bool = False  # folders: count and skip unreadable images instead of stopping
@@ -117,7 +117,7 @@ class Dataset:
     spec: InputSpec  # size, channels, class names, preprocessing: what a model of this data takes
     source: str  # "bundled MNIST" or the resolved path it came from
     kind: str = "idx"  # "idx" | "folder" | "npz"
-    files: dict[str, str] = field(default_factory=dict)  # file -> sha256: the dataset's fingerprint
+    files: dict[str, str] = field(default_factory=dict)  # file (image folders: split folder) -> sha256: fingerprint
     notes: tuple[str, ...] = ()  # what the loader changed or skipped, said once (converted images, ...)
 
     @property
