@@ -134,7 +134,9 @@ def find_layout(path: Path) -> dict[str, Path]:
                                 f"{folder}/<class>/*.png|jpg|...")
         return layout
     if not any(_has_image(d) for d in subdirs.values()):
-        raise DataError(f"{path}: no dataset here: no IDX files and no class folders with images; expected "
+        loose = sum(e.is_file() and e.name.lower().endswith(EXTENSIONS) for e in os.scandir(path))
+        hint = f" (its {loose} images need class folders: PATH/<class>/)" if loose else ""
+        raise DataError(f"{path}: no dataset here: no IDX files and no class folders with images{hint}; expected "
                         "PATH/<class>/*.png|jpg|..., or PATH/train/<class>/ and PATH/test/<class>/, the four "
                         "IDX files, or a .npz file")
     return {"all": path}

@@ -210,6 +210,9 @@ def test_no_dataset_here(tmp_path):
     (tmp_path / "notes.txt").write_text("x")
     with pytest.raises(DataError, match="no dataset here"):
         load(tmp_path)
+    Image.new("RGB", (4, 4)).save(tmp_path / "loose.png")
+    with pytest.raises(DataError, match=r"no dataset here: .* \(its 1 images need class folders"):
+        load(tmp_path)
 
 
 @pytest.mark.parametrize("breakage, message", [
