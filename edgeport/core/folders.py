@@ -439,7 +439,9 @@ class ImageFiles(Sequence):
             else:
                 self._get(everything)
             self._have = None
-        return self._kept if dtype is None else self._kept.astype(dtype)
+        if copy or (dtype is not None and np.dtype(dtype) != np.uint8):
+            return self._kept.astype(dtype or np.uint8)
+        return self._kept
 
     def _get(self, index: np.ndarray) -> np.ndarray:
         if self._kept is None and 0 < self.nbytes <= self.KEEP_BYTES:

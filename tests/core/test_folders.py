@@ -162,7 +162,8 @@ def test_lazy_split_indexes_like_an_array_and_decodes_only_what_is_asked(tmp_pat
     asked.clear()
     full = np.asarray(split)  # materialises once (what training does), then serves every index from memory
     assert full.shape == (20, 6, 8, 3) and np.array_equal(full[2:5], batch) and len(asked) == 1
-    assert np.array_equal(split[2:5], batch) and np.asarray(split) is full and len(asked) == 1
+    assert np.array_equal(split[2:5], batch) and np.asarray(split, np.uint8) is full and len(asked) == 1
+    assert np.array(split, copy=True) is not full and np.asarray(split, np.float32).dtype == np.float32
     with pytest.raises(IndexError):
         split[20]
 
