@@ -156,6 +156,8 @@ def cmd_run(args) -> int:
     out = Path(args.out) if args.out else Path("runs") / (args.name or ("quick" if args.quick else "mnist"))
     report = run_pipeline(out, train_cfg=tc, export_cfg=ec, bench_cfg=bc, recipe=recipe)
     print_table(report)
+    for note in report.get("notes") or []:
+        print(f"edgeport: note: {note}", file=sys.stderr)
     print(f"report: {out / 'report.md'} ({report['pipeline_seconds']:.0f} s)")
     return 0 if all(r["status"] == "ok" for r in report["artifacts"]) else 1
 

@@ -97,6 +97,7 @@ def evaluate_run(run_dir: str | Path, bench_cfg: BenchConfig | None = BenchConfi
         "created": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
         "dataset": _dataset_info(data, cfg, cfg.test_limit),
         "input_spec": run.spec.to_dict(),
+        "notes": list(data.notes),
         "reference": {"accuracy": ref_accuracy, "path": model_file.name if model_file.exists() else None,
                       "bytes": _size(model_file), "gzip_bytes": files.gzip_size(model_file) if model_file.is_file()
                       else None, "model_name": run.model_name},

@@ -115,6 +115,8 @@ def reference_rows(report: dict) -> list[list[str]]:
 
 def to_markdown(report: dict) -> str:
     lines = [f"# edgeport report: {report.get('run', '')}", "", summary_line(report), ""]
+    if report.get("notes"):
+        lines += [f"> note: {n}" for n in report["notes"]] + [""]
     lines += _md_table([h for h, _, _ in COLUMNS], reference_rows(report) + [_cells(r) for r in
                                                                              report.get("artifacts", [])])
     failed = [r for r in report.get("artifacts", []) if r.get("status", "ok") != "ok"]

@@ -13,6 +13,7 @@ settings are derived one way (from train.json) and the dataset is loaded once pe
 
 from __future__ import annotations
 
+from dataclasses import replace
 from functools import cached_property
 from pathlib import Path
 
@@ -69,7 +70,14 @@ class RunFolder:
         """The run's dataset, loaded once per process (`test_limit` keeps only the first N test images)."""
         key = (test_limit,)
         if key not in self._datasets:
-            self._datasets[key] = load_dataset(self.data_config, test_limit=test_limit)
+            data = load_dataset(self.data_config, test_limit=test_limit)
+            recorded = (self.record.get("dataset") or {}).get("files_sha256")
+            if recorded and data.files and recorded != data.files:
+                changed = sorted(k for k in set(recorded) | set(data.files) if recorded.get(k) != data.files.get(k))
+                note = (f"the data changed since this run was made ({', '.join(changed)} differ from "
+                        f"{TRAIN_RECORD}'s fingerprint): figures may not compare")
+                data = replace(data, notes=(*data.notes, note))
+            self._datasets[key] = data
         return self._datasets[key]
 
     @cached_property
