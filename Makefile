@@ -15,7 +15,7 @@ web/node_modules/.package-lock.json: web/package-lock.json
 $(VENV)/.installed: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --upgrade pip
-	$(BIN)/python -m pip install --quiet -e ".[train,micro,serve,dev]"
+	$(BIN)/python -m pip install --quiet -e ".[train,micro,serve,dev,scale]"
 	touch $@
 
 run: setup  ## train, compress, export, evaluate and benchmark into runs/mnist/

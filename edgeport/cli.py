@@ -6,6 +6,7 @@ Every EdgeportError is caught here once and printed as one line with exit code 2
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import sys
 from pathlib import Path
@@ -45,6 +46,29 @@ def _add_train_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--seed", type=int, default=None)
     _add_data_args(p, training=True)
     p.add_argument("--quick", action="store_true", help="small subset and one epoch: a smoke run of the same path")
+    _add_strategy_arg(p)
+
+
+def _add_strategy_arg(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--strategy", default=None, help="tf.distribute for training and fine-tunes: auto (mirrored when "
+                                                    "more than one GPU is visible, default), mirrored, multi-worker "
+                                                    "(reads TF_CONFIG) or none")
+
+
+def _add_ray_arg(p: argparse.ArgumentParser, what: str) -> None:
+    p.add_argument("--ray", default=None, metavar="ADDRESS",
+                   help=f"run {what} as Ray tasks: HOST:PORT of a `ray start --head` cluster, auto (RAY_ADDRESS or "
+                        "the cluster started on this machine) or local (start one in this process); needs "
+                        "edgeport[scale]")
+
+
+def _executor(args):
+    """The Ray executor for --ray (connected for the block), or None without it: then Ray is never imported."""
+    if not getattr(args, "ray", None):
+        return contextlib.nullcontext(None)
+    from edgeport.scale import RayConfig, connect
+
+    return connect(RayConfig(address=args.ray))
 
 
 DATA_FLAGS = {"data": "path", "labels": "labels", "channels": "channels", "test_limit": "test_limit",
@@ -110,7 +134,7 @@ def _configs(args):
     from edgeport.train.fit import TrainConfig
 
     tc, ec, bc = quick_configs() if getattr(args, "quick", False) else (TrainConfig(), ExportConfig(), BenchConfig())
-    tflags = {"model": "model", "epochs": "epochs", "batch_size": "batch_size", "seed": "seed"}
+    tflags = {"model": "model", "epochs": "epochs", "batch_size": "batch_size", "seed": "seed", "strategy": "strategy"}
     tc = replace(tc, data=_data_config(args, tc.data),
                  **{f: getattr(args, a) for a, f in tflags.items() if getattr(args, a, None) is not None})
     if getattr(args, "targets", None):
@@ -154,12 +178,21 @@ def cmd_run(args) -> int:
     tc, ec, bc = _configs(args)
     recipe = _recipe(args, by_default=not args.quick)  # --quick: the three basic files unless --recipe is given
     out = Path(args.out) if args.out else Path("runs") / (args.name or ("quick" if args.quick else "mnist"))
-    report = run_pipeline(out, train_cfg=tc, export_cfg=ec, bench_cfg=bc, recipe=recipe)
+    tc.validate()  # a bad --strategy or TF_CONFIG before connecting to anything
+    with _executor(args) as executor:
+        report = run_pipeline(out, train_cfg=tc, export_cfg=ec, bench_cfg=bc, recipe=recipe, executor=executor)
+    if report.get("worker"):
+        print(f"multi-worker: this worker trained and fine-tuned in sync ({report['pipeline_seconds']:.0f} s); "
+              "the chief writes the run folder and the report")
+        return 0
     print_table(report)
     for note in report.get("notes") or []:
         print(f"edgeport: note: {note}", file=sys.stderr)
+    failed = [r["name"] for r in report["artifacts"] if r["status"] != "ok"]
+    if failed:
+        print(f"edgeport: failed: {', '.join(failed)} (reasons in {out / 'report.md'})", file=sys.stderr)
     print(f"report: {out / 'report.md'} ({report['pipeline_seconds']:.0f} s)")
-    return 0 if all(r["status"] == "ok" for r in report["artifacts"]) else 1
+    return 0 if not failed else 1
 
 
 def cmd_train(args) -> int:
@@ -167,11 +200,16 @@ def cmd_train(args) -> int:
     from edgeport.train.fit import train
 
     tc, _, _ = _configs(args)
+    tc.validate()  # a bad --strategy or TF_CONFIG before the old run's report is cleared
     out = Path(args.out)
     from edgeport.core import files
 
     clear_downstream(files.ensure_writable_dir(out))
     result = train(tc, out)
+    if not result.chief:
+        print(f"multi-worker: this worker trained in sync (test accuracy {result.test_accuracy:.2%}, "
+              f"{result.seconds:.0f} s); the chief writes the run folder")
+        return 0
     print(f"model: {result.model_path}  test accuracy {result.test_accuracy:.2%}  ({result.seconds:.0f} s)")
     return 0
 
@@ -180,13 +218,24 @@ def cmd_export(args) -> int:
     from edgeport.export.export import export_run
 
     _, ec, _ = _configs(args)
-    path = export_run(args.run_dir, ec, recipe=_recipe(args, by_default=False))
+    recipe = _recipe(args, by_default=False)
+    strategy = args.strategy or "auto"
+    from edgeport.train.distribute import check_strategy
+
+    check_strategy(strategy)
+    with _executor(args) as executor:
+        if executor is not None:
+            executor.check(recipe, ec, strategy)
+        path = export_run(args.run_dir, ec, recipe=recipe, executor=executor, strategy=strategy)
     from edgeport.core.manifest import read_manifest
 
-    for a in read_manifest(args.run_dir)["artifacts"]:
+    manifest = read_manifest(args.run_dir)
+    for a in manifest["artifacts"]:
         print(f"{a['name']:<20} {a['path']:<34} {a['bytes'] / 1024:8.1f} KB")
+    for f in manifest.get("failed") or []:
+        print(f"edgeport: variant {f['variant']} failed: {f['error']}", file=sys.stderr)
     print(f"manifest: {path}")
-    return 0
+    return 1 if manifest.get("failed") else 0
 
 
 def _eval_or_bench(args, bench: bool) -> int:
@@ -211,8 +260,11 @@ def _eval_or_bench(args, bench: bool) -> int:
     elif run_dir is not None:
         from edgeport.pipeline import evaluate_run
 
-        report = evaluate_run(run_dir, bc if bench else None, answers=answers)
+        with _executor(args) as executor:
+            report = evaluate_run(run_dir, bc if bench else None, answers=answers, executor=executor)
     else:
+        if getattr(args, "ray", None):
+            raise ConfigError("--ray evaluates a run folder's files as tasks; give a run folder, not model files")
         from edgeport.pipeline import evaluate_files
 
         report = evaluate_files(paths, data=data, bench_cfg=bc if bench else None, limit=args.test_limit,
@@ -313,6 +365,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--calibration-size", type=int, default=None, help="int8 calibration images (default 500)")
     p.add_argument("--recipe", default=None, help="compression recipe TOML (default: the packaged full matrix "
                                                   "unless --targets is given)")
+    _add_ray_arg(p, "each recipe variant and each evaluation")
     p.set_defaults(fn=cmd_run)
 
     p = sub.add_parser("train", help="train a model into a run folder")
@@ -325,6 +378,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--targets", "--target", default=None, help="comma-separated export targets (c-array: C array)")
     p.add_argument("--calibration-size", type=int, default=None)
     p.add_argument("--recipe", default=None, help="compression recipe TOML, or 'default' for the full matrix")
+    _add_strategy_arg(p)
+    _add_ray_arg(p, "each recipe variant")
     p.set_defaults(fn=cmd_export)
 
     for name, bench in (("eval", False), ("bench", True)):
@@ -336,6 +391,7 @@ def build_parser() -> argparse.ArgumentParser:
         p.add_argument("--predictions", action="store_true",
                        help="add each file's top-1 class per test image to the report (how devices are compared)")
         _add_bench_args(p)
+        _add_ray_arg(p, "each file's evaluation (benchmarks: one task on one node)")
         if bench:
             _add_device_args(p)
         p.set_defaults(fn=lambda a, b=bench: _eval_or_bench(a, b))

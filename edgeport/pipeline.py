@@ -5,6 +5,8 @@ Each stage reads what the previous one wrote into the run folder, so each can al
     export:  artifacts/*.tflite|*.onnx, manifest.json (written last)
     report:  report.json, report.md, report.html (written last)
 `evaluate_run` imports no TensorFlow: it needs only the runtime and the numpy data loader.
+Both export and evaluation take an `executor` (edgeport.scale.RayExecutor: Ray tasks) instead of running here;
+the run folder ends up the same.
 """
 
 from __future__ import annotations
@@ -49,37 +51,55 @@ def clear_downstream(run_dir: Path) -> None:
 
 
 def run_pipeline(out_dir: str | Path, train_cfg=None, export_cfg=None, bench_cfg: BenchConfig = BenchConfig(),
-                 recipe=None) -> dict:
+                 recipe=None, executor=None) -> dict:
     """Train, export, evaluate and benchmark into `out_dir`; return the report (also written to disk).
 
-    `recipe` (edgeport.export.recipe.load_recipe) makes the compression variants instead of `export_cfg.targets`."""
+    `recipe` (edgeport.export.recipe.load_recipe) makes the compression variants instead of `export_cfg.targets`.
+    `executor` (edgeport.scale) makes the variants and evaluations elsewhere; training runs here, under
+    `train_cfg.strategy`, which the fine-tunes use too. Settings, strategy and the executor's resources are checked
+    before anything in `out_dir` is touched."""
     from edgeport.export.export import ExportConfig, export_run
     from edgeport.runtime.report import write_report
     from edgeport.train.fit import TrainConfig, train
 
     train_cfg = train_cfg or TrainConfig()
     export_cfg = export_cfg or ExportConfig()
+    train_cfg.validate()
+    if executor is not None:
+        executor.check(recipe, export_cfg, train_cfg.strategy, bench_cfg)
+    if train_cfg.strategy == "multi-worker":
+        from edgeport.train.distribute import distribution, output_dir
+
+        dist = distribution(train_cfg.strategy)
+        if not dist.chief:  # every worker trains and fine-tunes in sync, into a temporary folder; the chief reports
+            t0 = time.perf_counter()
+            with output_dir(dist, out_dir) as scratch:
+                train(train_cfg, scratch)
+                export_run(scratch, export_cfg, recipe=recipe, strategy=train_cfg.strategy)
+            return {"run": Path(out_dir).name, "worker": True, "artifacts": [],
+                    "pipeline_seconds": round(time.perf_counter() - t0, 1)}
     out = files.ensure_writable_dir(out_dir)
     clear_downstream(out)
     t0 = time.perf_counter()
     train(train_cfg, out)
-    export_run(out, export_cfg, recipe=recipe)
-    report = evaluate_run(out, bench_cfg)
+    export_run(out, export_cfg, recipe=recipe, executor=executor, strategy=train_cfg.strategy)
+    report = evaluate_run(out, bench_cfg, executor=executor)
     report["pipeline_seconds"] = round(time.perf_counter() - t0, 1)
     write_report(out, report)
     return report
 
 
 def evaluate_run(run_dir: str | Path, bench_cfg: BenchConfig | None = BenchConfig(),
-                 answers: Answers | None = None) -> dict:
+                 answers: Answers | None = None, executor=None) -> dict:
     """Evaluate every artifact in the run's manifest on the test set (and benchmark it unless bench_cfg is None).
 
-    An artifact that fails to load or run gets status "failed" with the error; the others still run.
-    `answers`, when given, receives each file's top-1 classes and the test set.
+    An artifact that fails to load or run gets status "failed" with the error; the others still run. So does each
+    artifact of a recipe variant the export could not make (the manifest's "failed"). `executor` evaluates each
+    file as a task and benchmarks them all on one node (`executor.evaluate`); report["bench_executor"] says where
+    the benchmarks ran. `answers`, when given, receives each file's top-1 classes and the test set.
     """
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
-    from edgeport.runtime import load
     from edgeport.runtime.bench import Interrupted, benchmark_file, headline
     from edgeport.runtime.fidelity import compare, confusion_matrix
 
@@ -111,37 +131,77 @@ def evaluate_run(run_dir: str | Path, bench_cfg: BenchConfig | None = BenchConfi
         report["reference"]["confusion"] = ref_confusion.tolist()
         report["reference"]["per_class_accuracy"] = [float(ref_confusion[i, i] / t) if t else None
                                                      for i, t in enumerate(ref_confusion.sum(axis=1))]
-    with Progress(TextColumn("{task.description:<28}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
-                  transient=True) as progress:
-        for entry in manifest["artifacts"]:
-            task = progress.add_task(f"eval {entry['name']}", total=len(images))
-            row = {k: entry.get(k) for k in ("name", "format", "precision", "path", "bytes", "gzip_bytes")}
-            row["lineage"] = entry.get("lineage", {})
-            try:
-                model = load(run.path / entry["path"])
-                ev = model.evaluate(images, labels, reference,
-                                    progress=lambda n, t=task: progress.update(t, completed=n))
-                row.update(status="ok", **ev.to_dict())
-                predictions[entry["name"]] = ev.predictions
-                if bench_cfg is not None:
-                    progress.update(task, description=f"bench {entry['name']}")
-                    row["benchmark"] = benchmark_file(run.path / entry["path"], images, bench_cfg)
-                    row.update(headline(row["benchmark"]))
-            except EdgeportError as exc:
-                row.update(status="failed", error=str(exc))
-            except KeyboardInterrupt as exc:  # keep what was measured: the CLI prints it, nothing is written
-                partial = getattr(exc, "partial", None)
-                row.update(status="interrupted", benchmark=partial, **(headline(partial) if partial else {}))
+    if executor is not None:
+        done, found, report["bench_executor"] = executor.evaluate(run.path, manifest["artifacts"], images, labels,
+                                                                  reference, bench_cfg)
+        rows += done
+        predictions |= found
+    else:
+        if bench_cfg is not None:
+            report["bench_executor"] = {"kind": "local", "host": platform.node(), "cpus": cpu_count()}
+        with Progress(TextColumn("{task.description:<28}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
+                      transient=True) as progress:
+            for entry in manifest["artifacts"]:
+                task = progress.add_task(f"eval {entry['name']}", total=len(images))
+                row = artifact_row(entry)
+                try:
+                    row, found = evaluate_artifact(run.path / entry["path"], entry, images, labels, reference,
+                                                   progress=lambda n, t=task: progress.update(t, completed=n))
+                    if found is not None:
+                        predictions[entry["name"]] = found
+                        if bench_cfg is not None:
+                            progress.update(task, description=f"bench {entry['name']}")
+                            row["benchmark"] = benchmark_file(run.path / entry["path"], images, bench_cfg)
+                            row.update(headline(row["benchmark"]))
+                except EdgeportError as exc:
+                    row.update(status="failed", error=str(exc))
+                except KeyboardInterrupt as exc:  # keep what was measured: the CLI prints it, nothing is written
+                    partial = getattr(exc, "partial", None)
+                    row.update(status="interrupted", benchmark=partial, **(headline(partial) if partial else {}))
+                    rows.append(row)
+                    report["interrupted"] = True
+                    raise Interrupted(report) from None
+                progress.remove_task(task)
                 rows.append(row)
-                report["interrupted"] = True
-                raise Interrupted(report) from None
-            progress.remove_task(task)
-            rows.append(row)
+    rows += failed_variant_rows(manifest)
     report["fidelity"] = compare(predictions, labels)
     if answers is not None:
         answers.predictions.update((k, v) for k, v in predictions.items() if k != "reference")
         answers.dataset = data
     return report
+
+
+def artifact_row(entry: dict) -> dict:
+    """A report row's manifest part: name, format, precision, path, sizes and lineage."""
+    row = {k: entry.get(k) for k in ("name", "format", "precision", "path", "bytes", "gzip_bytes")}
+    row["lineage"] = entry.get("lineage", {})
+    return row
+
+
+def evaluate_artifact(path: str | Path, entry: dict, images, labels, reference, progress=None) -> tuple[dict, object]:
+    """Evaluate one file: its report row (status "ok" or "failed" with the error) and its top-1 predictions
+    (None when it failed to load or run)."""
+    from edgeport.runtime import load
+
+    row = artifact_row(entry)
+    try:
+        ev = load(path).evaluate(images, labels, reference, progress=progress)
+    except EdgeportError as exc:
+        return row | {"status": "failed", "error": str(exc)}, None
+    return row | {"status": "ok", **ev.to_dict()}, ev.predictions
+
+
+def failed_variant_rows(manifest: dict) -> list[dict]:
+    """A failed row for every file a recipe variant would have made had it not failed (the manifest's "failed")."""
+    rows = []
+    for f in manifest.get("failed") or []:
+        for a in f.get("artifacts", []):
+            rows.append({"name": a["name"], "format": a.get("format"), "precision": a.get("precision"), "path": None,
+                         "bytes": None, "gzip_bytes": None, "status": "failed",
+                         "error": f"variant {f['variant']} was not made: {f['error']}",
+                         "lineage": {"training": {"method": f.get("method"), "variant": f["variant"]},
+                                     "executor": f.get("executor")}})
+    return rows
 
 
 def evaluate_files(paths: list, data: DataConfig | str | None = None, bench_cfg: BenchConfig | None = None,

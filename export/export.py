@@ -8,6 +8,7 @@ place; a failure raises ExportError naming the target and leaves no file behind.
 
 from __future__ import annotations
 
+import platform
 import shlex
 import sys
 import time
@@ -154,20 +155,33 @@ def _validate(path: Path, target, load, sample_u8, ref: np.ndarray, name: str) -
     return result
 
 
-def export_run(run_dir: str | Path, cfg: ExportConfig = ExportConfig(), recipe=None) -> Path:
+def export_run(run_dir: str | Path, cfg: ExportConfig = ExportConfig(), recipe=None, executor=None,
+               strategy: str = "auto") -> Path:
     """Export the run folder's reference model to every target and write manifest.json; return its path.
 
     With a recipe (edgeport.export.recipe.Recipe) its variants replace `cfg.targets`: each training-time method
-    is fine-tuned, then exported; `cfg` still gives the settings the recipe leaves unset."""
-    if recipe is not None:
-        from edgeport.export.recipe import export_recipe
+    is fine-tuned (under the tf.distribute `strategy`), then exported; `cfg` still gives the settings the recipe
+    leaves unset. `executor` (edgeport.scale) does the work elsewhere: see export_recipe."""
+    from edgeport.export.recipe import export_recipe, plain_recipe
 
-        return export_recipe(run_dir, recipe, cfg)
+    if recipe is not None:
+        return export_recipe(run_dir, recipe, cfg, executor=executor, strategy=strategy)
     run = RunFolder(run_dir)
     (run.path / MANIFEST).unlink(missing_ok=True)  # an export in progress must not look complete
-    artifacts = export_model(run.model_path, run, cfg, training={"method": "float", "model": run.model_name})
+    t0 = time.perf_counter()
+    if executor is None:
+        artifacts = export_model(run.model_path, run, cfg, training={"method": "float", "model": run.model_name})
+        where = {"kind": "local", "host": platform.node()}
+        ran = where | {"node_id": None, "task_id": None, "seconds": round(time.perf_counter() - t0, 2)}
+    else:  # the targets as one float variant; a failure raises, as it does here
+        (result,) = executor.make_variants(run, plain_recipe(cfg), cfg, strategy)
+        if not result.ok:
+            raise ExportError(result.error)
+        artifacts, where, ran = result.artifacts, executor.describe(), result.executor
+    for art in artifacts:
+        art.lineage["executor"] = ran
     return write_manifest(run.path, artifacts, **manifest_header(run), export_config=asdict(cfg),
-                          packages=package_versions())
+                          executor=where, packages=package_versions())
 
 
 def manifest_header(run: RunFolder) -> dict:

@@ -8,24 +8,31 @@
     method = "pqat"                 # float | prune | sparse_2_4 | cluster | qat | pqat | cqat
     sparsity = 0.8
     targets = ["tflite_int8"]       # names from `edgeport models`
+    num_gpus = 1                    # optional: what its Ray task asks for (num_cpus too); ignored without --ray
 
 Every entry is checked before any work starts: unknown keys, methods or targets (listing the valid ones),
 values out of range, and methods that cannot apply to the model (2:4 where no layer qualifies, QAT on a
-layer tfmot cannot quantise). Errors name the recipe file and the entry. `export_recipe` fine-tunes each
-method once (train/compress.py), exports its targets with validate-after-write, measures the weights in
-every written file, and writes manifest.json last with each artifact's full lineage.
+layer tfmot cannot quantise). Errors name the recipe file and the entry. `export_recipe` makes each variant
+with `make_variant`: fine-tune (train/compress.py), export its targets with validate-after-write, measure the
+weights in every written file, all into a staging folder moved into the run folder once complete. The variants
+run here one after another, or on an executor (edgeport.scale: Ray tasks) that returns the same results. A
+variant that fails is recorded in the manifest with the reason and the others still complete. manifest.json is
+written last with each artifact's full lineage, including where it was made (`executor`).
 """
 
 from __future__ import annotations
 
+import platform
 import re
 import sys
-from dataclasses import asdict, dataclass, fields, replace
+import time
+import traceback
+from dataclasses import asdict, dataclass, field, fields, replace
 from pathlib import Path
 
 from edgeport.core import files
 from edgeport.core.errors import ConfigError, EdgeportError
-from edgeport.core.manifest import MANIFEST, write_manifest
+from edgeport.core.manifest import MANIFEST, Artifact, write_manifest
 from edgeport.core.run import RunFolder
 from edgeport.export.export import ExportConfig, export_model, manifest_header
 from edgeport.train.compress import FINE_TUNE_SETTINGS, QUANTISED, SETTINGS, CompressConfig, Method
@@ -38,7 +45,8 @@ except ModuleNotFoundError:  # Python 3.10: the same parser as a package (pyproj
 DEFAULT_RECIPE = Path(__file__).parent / "recipes" / "default.toml"
 COMPRESSED_DIR = "compressed"  # fine-tuned models, one per non-float variant
 EXPORT_SETTINGS = ("calibration_size", "calibration_source")  # per variant
-SHARED_SETTINGS = ("sparsity", "clusters", *FINE_TUNE_SETTINGS, *EXPORT_SETTINGS)
+RESOURCE_SETTINGS = ("num_cpus", "num_gpus")  # per variant: the Ray task's resource request (--ray only)
+SHARED_SETTINGS = ("sparsity", "clusters", *FINE_TUNE_SETTINGS, *EXPORT_SETTINGS, *RESOURCE_SETTINGS)
 TOP_LEVEL = ("settings", "variant")
 QAT_TARGETS = ("tflite_int8", "tflite_int8_float_io", "onnx_qdq")  # keep a QAT model's own int8 ranges
 _NAME = re.compile(r"^[a-z][a-z0-9_]*$")
@@ -52,6 +60,8 @@ class Variant:
     calibration_size: int | None  # None: the export config's
     calibration_source: str | None  # None: the export config's
     label: str  # how errors name this entry: "recipe.toml: variant 3 (pqat)"
+    num_cpus: float | None = None  # CPUs its Ray task asks for; None: 1
+    num_gpus: float | None = None  # GPUs its Ray task asks for; None: 0
 
     @property
     def prefix(self) -> str:
@@ -102,7 +112,7 @@ def parse_recipe(raw: dict, source: str = "recipe") -> Recipe:
             raise ConfigError(f"{where}: must be a table")
         method = _method(entry.get("method"), where)
         where = f"{where} ({entry.get('name', method.value)})"
-        allowed = ("name", "method", "targets", *SETTINGS[method], *EXPORT_SETTINGS,
+        allowed = ("name", "method", "targets", *SETTINGS[method], *EXPORT_SETTINGS, *RESOURCE_SETTINGS,
                    *(FINE_TUNE_SETTINGS if method is not Method.FLOAT else ()))
         _only(entry, allowed, where, method)
         values = {k: v for k, v in settings.items() if k in allowed} | entry
@@ -128,9 +138,10 @@ def parse_recipe(raw: dict, source: str = "recipe") -> Recipe:
             cfg.validate()
             export = {k: values.get(k) for k in EXPORT_SETTINGS}
             ExportConfig(targets=targets, **{k: v for k, v in export.items() if v is not None}).validate()
+            resources = {k: _resource(values[k], k) for k in RESOURCE_SETTINGS if k in values}
         except ConfigError as exc:
             raise ConfigError(f"{where}: {exc}") from None
-        variants.append(Variant(name=name, compress=cfg, targets=targets, label=where, **export))
+        variants.append(Variant(name=name, compress=cfg, targets=targets, label=where, **export, **resources))
     recipe = Recipe(source=source, variants=tuple(variants), settings=dict(settings))
     seen = set()
     for art in recipe.artifact_names():
@@ -138,6 +149,14 @@ def parse_recipe(raw: dict, source: str = "recipe") -> Recipe:
             raise ConfigError(f"{source}: artifact {art!r} would be written twice")
         seen.add(art)
     return recipe
+
+
+def plain_recipe(cfg: ExportConfig) -> Recipe:
+    """`cfg.targets` from the trained model as it is: a one-variant recipe, for an executor to run."""
+    float_cfg = CompressConfig(method=Method.FLOAT)
+    return Recipe(source="--targets", settings={}, variants=(Variant(
+        name="float", compress=float_cfg, targets=tuple(cfg.targets), calibration_size=None, calibration_source=None,
+        label="--targets"),))
 
 
 def _only(table: dict, allowed, where: str, method: Method | None = None) -> None:
@@ -162,50 +181,105 @@ def _number(value, key: str):
     return value
 
 
+def _resource(value, key: str) -> float:
+    value = _number(value, key)
+    if value < 0 or (key == "num_cpus" and value == 0):
+        raise ConfigError(f"{key} must be {'> 0' if key == 'num_cpus' else '>= 0'}, got {value!r}")
+    return value
+
+
 # ---- running a recipe -----------------------------------------------------------------------------------------
 
 
-def export_recipe(run_dir: str | Path, recipe: Recipe, cfg: ExportConfig = ExportConfig()) -> Path:
+@dataclass
+class VariantResult:
+    """One variant made (its artifacts, paths relative to the run folder) or failed (`error`)."""
+
+    name: str
+    artifacts: list[Artifact] = field(default_factory=list)
+    error: str | None = None  # None: made; else the reason, one line
+    phase: dict | None = None  # a prune/cluster fine-tune pqat/cqat may start from: {"file", "lineage"}
+    executor: dict = field(default_factory=dict)  # where and how long: kind, node_id, host, task_id, seconds
+
+    @property
+    def ok(self) -> bool:
+        return self.error is None
+
+
+def make_variant(v: Variant, run: RunFolder, cfg: ExportConfig, stage: Path, compressor=None) -> VariantResult:
+    """Fine-tune (unless float), convert, validate and measure one variant of `run`'s reference model, writing only
+    under `stage` (laid out like a run folder: compressed/, artifacts/). `compressor` (train.compress.Compressor)
+    is needed unless float.
+
+    An EdgeportError (a sparsity target missed, a file that fails validation) is the same on every attempt, so it
+    comes back as a failed result; anything else propagates, a crash the caller may retry."""
+    from edgeport.export.file_stats import weight_stats
+
+    training = {"method": "float", "model": run.model_name}
+    source, phase = run.model_path, None
+    try:
+        if v.compress.method is not Method.FLOAT:
+            print(f"compress {v.name}: {v.compress.method.value} {v.compress.settings()}", file=sys.stderr)
+            result = compressor.run(v.compress, files.ensure_writable_dir(stage / COMPRESSED_DIR), v.name)
+            source = result.path
+            training = {"model": run.model_name, "variant": v.name,
+                        "source_model": result.path.relative_to(stage).as_posix(), **result.lineage}
+            memo = compressor.phase(v.compress)
+            if memo is not None:
+                phase = {"file": training["source_model"], "lineage": memo}
+        ecfg = replace(cfg, targets=v.targets, **{k: getattr(v, k) for k in EXPORT_SETTINGS
+                                                  if getattr(v, k) is not None})
+        artifacts = export_model(source, run.staged(stage), ecfg, training=training, prefix=v.prefix)
+    except EdgeportError as exc:
+        return VariantResult(v.name, error=str(exc))
+    for art in artifacts:
+        conversion = art.lineage.get("conversion", {})
+        art.lineage["calibration"] = conversion.get("calibration")
+        art.lineage["file_weights"] = weight_stats(stage / art.path)
+    return VariantResult(v.name, artifacts, phase=phase)
+
+
+def export_recipe(run_dir: str | Path, recipe: Recipe, cfg: ExportConfig = ExportConfig(), executor=None,
+                  strategy: str = "auto") -> Path:
     """Make every variant of `recipe` from the run's model.keras; write manifest.json last; return its path.
 
     `cfg` gives what the recipe leaves unset (calibration size/source, validation sample). Nothing is trained
-    or written before every entry has been checked against the model.
+    or written before every entry has been checked against the model. `executor` (None: here, one variant
+    after another) makes the variants elsewhere: `executor.make_variants(run, recipe, cfg, strategy)` returns one
+    VariantResult per variant, in recipe order, with its files already in the run folder, and `executor.describe()`
+    what it is. `strategy` is the tf.distribute strategy of the fine-tunes.
+    A failed variant is listed under "failed" in the manifest with its reason; the others are kept.
     """
     from edgeport.core.environment import package_versions
-    from edgeport.export.file_stats import weight_stats
     from edgeport.train.compress import Compressor, check_applicable
 
     run = RunFolder(run_dir)
     (run.path / MANIFEST).unlink(missing_ok=True)  # an export in progress must not look complete
-    model_path = run.model_path
-    needs_training = any(v.compress.method is not Method.FLOAT for v in recipe.variants)
     compressor = None
-    if needs_training:
-        compressor = Compressor(model_path, run.dataset(), spec=run.spec)
+    if any(v.compress.method is not Method.FLOAT for v in recipe.variants):
+        compressor = Compressor(run.model_path, run.dataset(), spec=run.spec, strategy=strategy)
         for v in recipe.variants:  # every user error before any work
             try:
                 check_applicable(compressor.base, v.compress)
             except ConfigError as exc:
                 raise ConfigError(f"{v.label}: {exc}") from None
-    artifacts = []
-    for v in recipe.variants:
-        source, training = model_path, {"method": "float", "model": run.model_name}
-        if v.compress.method is not Method.FLOAT:
-            print(f"compress {v.name}: {v.compress.method.value} {v.compress.settings()}", file=sys.stderr)
-            try:
-                result = compressor.run(v.compress, files.ensure_writable_dir(run.path / COMPRESSED_DIR), v.name)
-            except EdgeportError as exc:
-                raise type(exc)(f"{v.label}: {exc}") from None
-            source = result.path
-            training = {"model": run.model_name, "variant": v.name,
-                        "source_model": str(result.path.relative_to(run.path)), **result.lineage}
-        ecfg = replace(cfg, targets=v.targets, **{k: getattr(v, k) for k in EXPORT_SETTINGS
-                                                  if getattr(v, k) is not None})
-        for art in export_model(source, run, ecfg, training=training, prefix=v.prefix):
-            conversion = art.lineage.get("conversion", {})
-            art.lineage["calibration"] = conversion.get("calibration")
-            art.lineage["file_weights"] = weight_stats(run.path / art.path)
-            artifacts.append(art)
+    if executor is None:
+        if any(v.num_cpus is not None or v.num_gpus is not None for v in recipe.variants):
+            print(f"edgeport: note: num_cpus/num_gpus in {recipe.source} are Ray resource requests; "
+                  "without --ray every variant runs here, one after another", file=sys.stderr)
+        results = [_make_here(run, v, cfg, compressor) for v in recipe.variants]
+        where = {"kind": "local", "host": platform.node()}
+    else:
+        results = executor.make_variants(run, recipe, cfg, strategy)
+        where = executor.describe()
+    artifacts, failed = [], []
+    for v, r in zip(recipe.variants, results, strict=True):
+        for art in r.artifacts:
+            art.lineage["executor"] = r.executor
+        artifacts += r.artifacts
+        if not r.ok:
+            print(f"edgeport: {v.label} failed: {r.error}", file=sys.stderr)
+            failed.append(_failure(v, r))
     return write_manifest(
         run.path, artifacts, **manifest_header(run),
         export_config={k: v for k, v in asdict(cfg).items() if k != "targets"},  # the recipe names the targets
@@ -214,5 +288,40 @@ def export_recipe(run_dir: str | Path, recipe: Recipe, cfg: ExportConfig = Expor
                                                  if f.name not in ("name", "compress", "label")},
                               "compress": {"method": v.compress.method.value, **v.compress.settings()}}
                              for v in recipe.variants]},
+        executor=where,
+        failed=failed,
         packages=package_versions(),
     )
+
+
+def _make_here(run: RunFolder, v: Variant, cfg: ExportConfig, compressor) -> VariantResult:
+    """`make_variant` in this process, staged in the run folder and moved in when complete. A crash is reported as
+    the variant's failure (with its traceback on stderr), as a Ray run reports one after its retries."""
+    t0 = time.perf_counter()
+    with files.staging_dir(run.path, v.name) as stage:
+        try:
+            result = make_variant(v, run, cfg, stage, compressor)
+        except Exception as exc:
+            traceback.print_exc()
+            result = VariantResult(v.name, error=crash_reason(exc))
+        if result.ok:
+            files.commit_staged(stage, run.path)
+    result.executor = {"kind": "local", "node_id": None, "host": platform.node(), "task_id": None,
+                       "seconds": round(time.perf_counter() - t0, 2)}
+    return result
+
+
+def crash_reason(exc: BaseException) -> str:
+    """One line for an unexpected exception: its type and first line."""
+    text = str(exc).strip()
+    return f"{type(exc).__name__}: {text.splitlines()[0][:300] if text else 'no message'}"
+
+
+def _failure(v: Variant, r: VariantResult) -> dict:
+    """The manifest's record of a variant that was not made: the artifacts it would have written, and why."""
+    from edgeport.export.targets import get_target
+
+    targets = [get_target(t) for t in v.targets]
+    return {"variant": v.name, "method": v.compress.method.value, "error": r.error, "executor": r.executor,
+            "artifacts": [{"name": f"{v.prefix}{t.name}", "format": t.format, "precision": t.precision}
+                          for t in targets]}

@@ -103,6 +103,16 @@ def _memory_cell(mem: dict) -> str:
     return _f(mem.get("model_peak_mb"), "{:.2f}") if not mem.get("error") else "failed"
 
 
+def bench_where(report: dict) -> str:
+    """Which machine measured every benchmark of the report (they run on one, never mixed), as a sentence."""
+    w = report.get("bench_executor") or {}
+    if not w:
+        return ""
+    node = f", Ray node {w['node_id'][:12]}" if w.get("node_id") else ""
+    cpus = f", {w['cpus']} CPUs" if w.get("cpus") else ""
+    return f" All measured on one machine: {w.get('host')} ({w.get('kind', 'local')}{node}{cpus})."
+
+
 def _md_table(headers: list[str], rows: list[list[str]]) -> list[str]:
     return (["| " + " | ".join(headers) + " |", "|" + "---|" * len(headers)]
             + ["| " + " | ".join(str(c) for c in r) + " |" for r in rows])
@@ -123,7 +133,8 @@ def to_markdown(report: dict) -> str:
     if failed:
         lines += ["", "## Failures", ""] + [f"- **{r['name']}**: {r.get('error', r['status'])}" for r in failed]
     if bench_rows(report):
-        lines += ["", "## Benchmark", "", BENCH_NOTE, ""] + _md_table(BENCH_HEADERS, bench_rows(report))
+        lines += ["", "## Benchmark", "", BENCH_NOTE + bench_where(report), ""]
+        lines += _md_table(BENCH_HEADERS, bench_rows(report))
         notes = {t["note"] for r in report.get("artifacts", []) for e in (r.get("benchmark") or {}).get(
             "by_threads", []) for t in e.get("throughput", []) if t.get("note")}
         lines += [""] + [f"- throughput n/a: {n}" for n in sorted(notes)] if notes else []

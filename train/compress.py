@@ -11,6 +11,10 @@ run's trained model.keras, written as its own .keras file and measured after str
 After each, every kernel's sparsity and number of distinct values is measured; missing a target by more
 than `tolerance` raises ExportError and writes nothing. `check_applicable` finds the user errors (no layer
 qualifies for 2:4, a layer QAT cannot quantise) before any training starts.
+
+Each method is seeded from its own settings before anything random happens, so a variant's result does not
+depend on what ran before it in the process: a recipe gives the same models run in one process or spread over
+Ray tasks. Fine-tunes run under a tf.distribute strategy (train/distribute.py); batch_size is per replica.
 """
 
 from __future__ import annotations
@@ -204,18 +208,21 @@ class Compressor:
     """Fine-tunes one trained model with each requested method; pqat/cqat reuse a prune/cluster result with the
     same settings instead of training it twice."""
 
-    def __init__(self, model_path: str | Path, data, quiet: bool = False, spec=None):
+    def __init__(self, model_path: str | Path, data, quiet: bool = False, spec=None, strategy: str = "auto"):
+        from edgeport.train.distribute import distribution
         from edgeport.train.tf import import_tf, load_keras_model
 
         self.tf, self.keras = import_tf()
         import tensorflow_model_optimization as tfmot
 
         self.tfmot = tfmot
+        self.dist = distribution(strategy)
         self.model_path = Path(model_path)
         self.data = data  # an edgeport.core.data.Dataset
         self.spec = spec or data.spec  # the run's input spec: how pixels become this model's input
-        self.base, self.folded = fold_dense_batchnorm(load_keras_model(model_path),
-                                                      self.spec.normalise(data.train_images[:256]))
+        with self.dist.scope():
+            self.base, self.folded = fold_dense_batchnorm(load_keras_model(model_path),
+                                                          self.spec.normalise(data.train_images[:256]))
         self.verbose = 0 if quiet else (1 if sys.stdout.isatty() else 2)
         self._memo: dict[tuple, tuple[object, dict]] = {}
 
@@ -224,7 +231,10 @@ class Compressor:
         (QAT family: <name>.qat.h5 + <name>.start.keras, see `save_qat`)."""
         check_applicable(self.base, cfg)
         t0 = time.perf_counter()
-        model, lineage = self._apply(cfg)
+        with self.dist.scope():
+            self.keras.utils.set_random_seed(cfg.seed)  # before wrapping: k-means++ centroids are drawn there
+            model, lineage = self._apply(cfg)
+        lineage["distribution"] = self.dist.record(cfg.batch_size, cfg.learning_rate)
         lineage["folded_into_dense"] = self.folded  # BN (+ ReLU) layers folded into their Dense, before every method
         lineage["keras_test_accuracy"] = self._accuracy(model)
         lineage["seconds"] = round(time.perf_counter() - t0, 1)
@@ -243,8 +253,8 @@ class Compressor:
         if m in (Method.PRUNE, Method.SPARSE_2_4, Method.CLUSTER):
             model, lineage = self._memoised(cfg)
             return model, dict(lineage)
-        first = Method.PRUNE if m is Method.PQAT else Method.CLUSTER if m is Method.CQAT else None
-        base, before = (self.base, None) if first is None else self._memoised(replace(cfg, method=first))
+        first = first_phase(cfg)
+        base, before = (self.base, None) if first is None else self._memoised(first)
         model, lineage = self._qat(base, cfg)
         if before is not None:
             lineage["first_phase"] = before
@@ -252,32 +262,48 @@ class Compressor:
         return model, lineage
 
     def _memoised(self, cfg: CompressConfig) -> tuple[object, dict]:
-        key = (cfg.method, cfg.sparsity, cfg.clusters, cfg.epochs, cfg.learning_rate, cfg.batch_size, cfg.seed)
+        key = memo_key(cfg)
         if key not in self._memo:
             fn = {Method.PRUNE: self._prune, Method.SPARSE_2_4: self._prune_2_4, Method.CLUSTER: self._cluster}
             self._memo[key] = fn[cfg.method](cfg)
         return self._memo[key]
 
+    def phase(self, cfg: CompressConfig) -> dict | None:
+        """The lineage of `cfg`'s memoised fine-tune (prune, sparse_2_4, cluster), for `adopt` in another process."""
+        found = self._memo.get(memo_key(cfg))
+        return None if found is None else found[1]
+
+    def adopt(self, cfg: CompressConfig, model_path: str | Path, lineage: dict) -> None:
+        """Take a prune/cluster fine-tune made elsewhere (its saved .keras and `phase` lineage) as if made here, so
+        a pqat/cqat with the same settings starts from it instead of training it again."""
+        from edgeport.train.tf import load_keras_model
+
+        with self.dist.scope():
+            self._memo[memo_key(cfg)] = (load_keras_model(model_path), lineage)
+
     # -- fine-tuning
 
     def _steps(self, cfg: CompressConfig) -> int:
-        return max(1, round(cfg.epochs * math.ceil(len(self.data.train_images) / cfg.batch_size)))
+        batch = self.dist.global_batch(cfg.batch_size)
+        return max(1, round(cfg.epochs * math.ceil(len(self.data.train_images) / batch)))
 
     def _fine_tune(self, model, cfg: CompressConfig, callbacks=()) -> int:
-        """Adam with cosine decay over `_steps(cfg)` batches drawn (shuffled, with wrap-around) from the train split."""
+        """Adam with cosine decay over `_steps(cfg)` batches drawn (shuffled, with wrap-around) from the train split;
+        batch and learning rate scaled to the strategy's replicas."""
         keras = self.keras
         keras.utils.set_random_seed(cfg.seed)
         steps = self._steps(cfg)
+        batch, learning_rate = self.dist.global_batch(cfg.batch_size), self.dist.learning_rate(cfg.learning_rate)
         n = len(self.data.train_images)
         rng = np.random.default_rng(cfg.seed)
-        order = np.concatenate([rng.permutation(n) for _ in range(math.ceil(steps * cfg.batch_size / n))])
-        idx = order[: steps * cfg.batch_size]
-        model.compile(optimizer=keras.optimizers.Adam(keras.optimizers.schedules.CosineDecay(cfg.learning_rate, steps)),
+        order = np.concatenate([rng.permutation(n) for _ in range(math.ceil(steps * batch / n))])
+        idx = order[: steps * batch]
+        model.compile(optimizer=keras.optimizers.Adam(keras.optimizers.schedules.CosineDecay(learning_rate, steps)),
                       loss="sparse_categorical_crossentropy", metrics=["accuracy"])
-        print(f"compress {cfg.method.value}: fine-tune {steps} steps of {cfg.batch_size}", file=sys.stderr)
+        print(f"compress {cfg.method.value}: fine-tune {steps} steps of {batch}", file=sys.stderr)
         train = np.asarray(self.data.train_images)  # an image folder's split decodes once, then stays in memory
         model.fit(self.spec.normalise(train[idx]), self.data.train_labels[idx],
-                  batch_size=cfg.batch_size, epochs=1, shuffle=False, callbacks=list(callbacks), verbose=self.verbose)
+                  batch_size=batch, epochs=1, shuffle=False, callbacks=list(callbacks), verbose=self.verbose)
         return steps
 
     def _accuracy(self, model) -> float:
@@ -393,6 +419,18 @@ class Compressor:
             if over:
                 raise ExportError(f"cqat: more than {cfg.clusters} distinct values per channel after QAT in "
                                   f"{', '.join(f'{n} ({v})' for n, v in over.items())}")
+
+
+def memo_key(cfg: CompressConfig) -> tuple:
+    """What makes two fine-tunes the same one: the method and every setting it trains with."""
+    return (cfg.method, cfg.sparsity, cfg.min_weights, cfg.clusters, cfg.epochs, cfg.learning_rate, cfg.batch_size,
+            cfg.seed)
+
+
+def first_phase(cfg: CompressConfig) -> CompressConfig | None:
+    """The fine-tune pqat/cqat start from (prune/cluster with the same settings); None for the other methods."""
+    first = {Method.PQAT: Method.PRUNE, Method.CQAT: Method.CLUSTER}.get(cfg.method)
+    return None if first is None else replace(cfg, method=first)
 
 
 def fold_dense_batchnorm(model, x) -> tuple[object, list[str]]:

@@ -3,13 +3,17 @@
 Outputs (each written atomically): model.keras, history.json, curves.png, reference.npz (the Keras
 model's test-set probabilities, so the TF-free runtime can measure agreement) and train.json (config,
 dataset fingerprint, accuracy, package versions).
+Training runs under a tf.distribute strategy (train/distribute.py); train.json's `distribution` records it with
+its replicas, global batch and learning rate. Under multi-worker training only the chief writes `out_dir`; the
+other workers run the same steps into a temporary folder that is removed (TensorFlow's pattern: every worker
+must take part in saving).
 """
 
 from __future__ import annotations
 
 import sys
 import time
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 
 import numpy as np
@@ -29,8 +33,12 @@ class TrainConfig:
     learning_rate: float = 2e-3  # Adam, cosine-decayed to 0 over the run
     seed: int = 0  # seeds Python, numpy and TensorFlow
     data: DataConfig = field(default_factory=DataConfig)  # which dataset and split; default: the bundled MNIST
+    strategy: str = "auto"  # tf.distribute: auto | mirrored | multi-worker | none (train/distribute.py)
 
     def validate(self) -> None:
+        from edgeport.train.distribute import check_strategy
+
+        check_strategy(self.strategy)
         for name in ("epochs", "batch_size"):
             if getattr(self, name) < 1:
                 raise ConfigError(f"{name} must be >= 1, got {getattr(self, name)}")
@@ -45,6 +53,7 @@ class TrainResult:
     test_accuracy: float
     val_accuracy: float
     seconds: float
+    chief: bool = True  # False: a multi-worker worker whose outputs were temporary (the chief writes the run)
 
 
 def dataset_for(cfg: TrainConfig) -> Dataset:
@@ -62,11 +71,19 @@ def predict_probs(model, spec, images, chunk: int = 8192) -> np.ndarray:
 
 def train(cfg: TrainConfig, out_dir: str | Path) -> TrainResult:
     """Train `cfg.model` and write the run folder's training outputs; returns accuracy and paths."""
+    from edgeport.train.distribute import distribution, output_dir
+
+    cfg.validate()
+    dist = distribution(cfg.strategy)
+    with output_dir(dist, out_dir) as out:  # a multi-worker non-chief: a temporary copy
+        result = _train(cfg, files.ensure_writable_dir(out), dist)
+    return replace(result, chief=dist.chief)
+
+
+def _train(cfg: TrainConfig, out: Path, dist) -> TrainResult:
     from edgeport.train.models import build_model
     from edgeport.train.tf import import_tf
 
-    cfg.validate()
-    out = files.ensure_writable_dir(out_dir)
     tf, keras = import_tf()
     data = dataset_for(cfg)
     spec = data.spec
@@ -75,21 +92,23 @@ def train(cfg: TrainConfig, out_dir: str | Path) -> TrainResult:
     for note in data.notes:
         print(f"data: {note}", file=sys.stderr)
     keras.utils.set_random_seed(cfg.seed)
-    model = build_model(cfg.model, spec.image_shape, data.num_classes)
-    steps = cfg.epochs * int(np.ceil(len(data.train_images) / cfg.batch_size))
-    schedule = keras.optimizers.schedules.CosineDecay(cfg.learning_rate, decay_steps=steps)
-    model.compile(
-        optimizer=keras.optimizers.Adam(schedule),
-        loss="sparse_categorical_crossentropy",
-        metrics=["accuracy"],
-    )
+    batch, learning_rate = dist.global_batch(cfg.batch_size), dist.learning_rate(cfg.learning_rate)
+    with dist.scope():  # variables are created per replica
+        model = build_model(cfg.model, spec.image_shape, data.num_classes)
+        steps = cfg.epochs * int(np.ceil(len(data.train_images) / batch))
+        schedule = keras.optimizers.schedules.CosineDecay(learning_rate, decay_steps=steps)
+        model.compile(
+            optimizer=keras.optimizers.Adam(schedule),
+            loss="sparse_categorical_crossentropy",
+            metrics=["accuracy"],
+        )
     x_train, x_val = (spec.normalise(a) for a in (data.train_images, data.val_images))  # Keras fits from memory
     start = time.perf_counter()
     validation = (x_val, data.val_labels) if len(x_val) else None
     hist = model.fit(
         x_train,
         data.train_labels,
-        batch_size=cfg.batch_size,
+        batch_size=batch,
         epochs=cfg.epochs,
         validation_data=validation,
         verbose=1 if sys.stdout.isatty() else 2,  # a live bar on a terminal, one line an epoch in logs
@@ -117,6 +136,7 @@ def train(cfg: TrainConfig, out_dir: str | Path) -> TrainResult:
             "model_name": cfg.model,
             "params": int(model.count_params()),
             "dataset": data.fingerprint(),
+            "distribution": dist.record(cfg.batch_size, cfg.learning_rate),
             "test_accuracy": test_acc,
             "val_accuracy": val_acc,
             "train_seconds": round(seconds, 2),

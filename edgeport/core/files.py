@@ -1,7 +1,8 @@
 """The one place files are written: atomically (temp file in the same folder, then rename).
 
 A crash or Ctrl-C mid-write leaves at most a hidden `.partial` file, never a file with the final
-name that looks valid but is not.
+name that looks valid but is not. Work that writes several files (one recipe variant) writes them into a hidden
+staging folder first and moves them in only once all of them are complete (`staging_dir`, `commit_staged`).
 """
 
 from __future__ import annotations
@@ -11,6 +12,7 @@ import gzip
 import hashlib
 import json
 import os
+import shutil
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
@@ -47,6 +49,31 @@ def atomic_path(path: str | os.PathLike) -> Iterator[Path]:
     finally:
         if tmp.exists():
             tmp.unlink()
+
+
+@contextlib.contextmanager
+def staging_dir(parent: str | os.PathLike, label: str) -> Iterator[Path]:
+    """A hidden folder `parent/.staging-<label>-<random>` for one task's outputs, laid out like `parent`; removed on
+    leaving the block whatever happened, so an interrupted task leaves nothing behind."""
+    stage = ensure_writable_dir(parent) / f".staging-{label}-{uuid.uuid4().hex[:8]}"
+    stage.mkdir()
+    try:
+        yield stage
+    finally:
+        shutil.rmtree(stage, ignore_errors=True)
+
+
+def commit_staged(stage: str | os.PathLike, dest: str | os.PathLike) -> list[str]:
+    """Move every file under `stage` to the same relative path under `dest` (a rename each: the staging folder lives
+    in `dest`, on the same filesystem); return the relative paths moved."""
+    stage, dest = Path(stage), Path(dest)
+    moved = []
+    for src in sorted(p for p in stage.rglob("*") if p.is_file()):
+        rel = src.relative_to(stage)
+        (dest / rel).parent.mkdir(parents=True, exist_ok=True)
+        os.replace(src, dest / rel)
+        moved.append(rel.as_posix())
+    return moved
 
 
 def write_bytes(path: str | os.PathLike, data: bytes) -> Path:

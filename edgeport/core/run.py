@@ -87,6 +87,14 @@ class RunFolder:
             return InputSpec.from_dict(self.record["input_spec"], f"{self.path / TRAIN_RECORD}: input_spec")
         return self.dataset().spec
 
+    def staged(self, path: str | Path) -> RunFolder:
+        """This run (training record, data, input spec, loaded once) writing under `path` instead: the staging folder
+        of one task's outputs, moved into the run folder when complete."""
+        other = RunFolder(path)
+        other.__dict__["record"] = self.record  # the cached_property's slot
+        other._datasets = self._datasets
+        return other
+
     def manifest(self) -> dict:
         return read_manifest(self.path)
 

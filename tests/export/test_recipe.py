@@ -168,3 +168,52 @@ def test_report_gains_the_rows_without_runtime_changes(recipe_run):
         assert row["status"] == "ok" and 0 <= row["accuracy"] <= 1 and row["lineage"]["training"], name
     for name in ("tflite_int8_float_io", "onnx_static_int8"):  # post-training: the same model as the reference
         assert rows[name]["agreement"] >= 0.9, name
+
+
+@pytest.mark.parametrize("resources, match", [
+    ({"num_gpus": -1}, r"variant 1 \(float\): num_gpus must be >= 0, got -1"),
+    ({"num_cpus": 0}, r"variant 1 \(float\): num_cpus must be > 0, got 0"),
+    ({"num_cpus": "many"}, "num_cpus must be a number"),
+])
+def test_bad_resource_requests(resources, match):
+    with pytest.raises(ConfigError, match=match):
+        parse_recipe(_recipe({"method": "float", "targets": ["tflite_fp32"], **resources}), "my.toml")
+
+
+def test_resource_requests_parse_per_variant_and_from_settings():
+    recipe = parse_recipe(_recipe({"method": "float", "targets": ["tflite_fp32"]},
+                                  {"method": "qat", "targets": ["tflite_int8"], "num_gpus": 1}, num_cpus=2), "my.toml")
+    assert [(v.num_cpus, v.num_gpus) for v in recipe.variants] == [(2, None), (2, 1)]
+
+
+def test_a_failing_variant_is_reported_and_the_others_are_kept(tiny_run, tmp_path, monkeypatch, capsys):
+    """Here, as on Ray: a variant that raises is recorded under "failed" with its reason, the others are written,
+    the report gets a failed row for each of its files, and `edgeport export` exits 1."""
+    import edgeport.export.recipe as recipe_module
+    from edgeport.cli import main
+    from edgeport.pipeline import evaluate_run
+
+    real = recipe_module.make_variant
+
+    def make_variant(v, *args, **kwargs):
+        if v.name == "broken":
+            raise RuntimeError("disk on fire")
+        return real(v, *args, **kwargs)
+
+    monkeypatch.setattr(recipe_module, "make_variant", make_variant)
+    run = tmp_path / "run"
+    run.mkdir()
+    for name in ("model.keras", "train.json", "reference.npz"):
+        shutil.copy(tiny_run / name, run / name)
+    (tmp_path / "r.toml").write_text('[[variant]]\nmethod = "float"\ntargets = ["tflite_fp32"]\n\n'
+                                     '[[variant]]\nmethod = "float"\nname = "broken"\ntargets = ["onnx_fp32"]\n')
+    assert main(["export", str(run), "--recipe", str(tmp_path / "r.toml")]) == 1
+    assert "variant broken failed: RuntimeError: disk on fire" in capsys.readouterr().err
+    manifest = json.loads((run / "manifest.json").read_text())
+    assert [a["name"] for a in manifest["artifacts"]] == ["tflite_fp32"]
+    assert manifest["artifacts"][0]["lineage"]["executor"]["kind"] == "local"
+    (failed,) = manifest["failed"]
+    assert failed["error"] == "RuntimeError: disk on fire" and failed["artifacts"][0]["name"] == "onnx_fp32"
+    assert sorted(p.name for p in run.iterdir() if p.name.startswith(".")) == []  # no staging folder left
+    rows = {r["name"]: r for r in evaluate_run(run, None)["artifacts"]}
+    assert rows["onnx_fp32"]["status"] == "failed" and "broken was not made: RuntimeError" in rows["onnx_fp32"]["error"]
