@@ -214,7 +214,7 @@ class RayExecutor:
         from edgeport.runtime.bench import headline
 
         put = self.ray.put
-        data = (put(images), put(labels), put(reference))
+        data = (put(np.asarray(images, np.uint8)), put(labels), put(reference))  # a lazy image folder: decoded once
         retry = {"max_retries": self.cfg.max_retries, "retry_exceptions": True}
         refs, rows = {}, {}
         for e in entries:
