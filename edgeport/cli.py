@@ -44,6 +44,8 @@ def _add_train_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--batch-size", type=int, default=None)
     p.add_argument("--seed", type=int, default=None)
     _add_data_args(p, training=True)
+    p.add_argument("--augment-shift", type=int, default=None,
+                   help="move each training image by up to N pixels, fresh each epoch (default 2; 0: off)")
     p.add_argument("--quick", action="store_true", help="small subset and one epoch: a smoke run of the same path")
 
 
@@ -110,7 +112,8 @@ def _configs(args):
     from edgeport.train.fit import TrainConfig
 
     tc, ec, bc = quick_configs() if getattr(args, "quick", False) else (TrainConfig(), ExportConfig(), BenchConfig())
-    tflags = {"model": "model", "epochs": "epochs", "batch_size": "batch_size", "seed": "seed"}
+    tflags = {"model": "model", "epochs": "epochs", "batch_size": "batch_size", "seed": "seed",
+              "augment_shift": "augment_shift"}
     tc = replace(tc, data=_data_config(args, tc.data),
                  **{f: getattr(args, a) for a, f in tflags.items() if getattr(args, a, None) is not None})
     if getattr(args, "targets", None):
