@@ -33,16 +33,17 @@ def _mobilenet(shape, classes, **kwargs):
 
 
 def _dataset(shape, classes=4, seed=0):
-    """Random uint8 images (N, H, W) or (N, H, W, C) and labels: the methods' promises hold on any data."""
+    """Random uint8 images (N, H, W, C) and labels: the methods' promises hold on any data."""
     from edgeport.core.data import Dataset
+    from edgeport.core.spec import InputSpec
 
     rng = np.random.default_rng(seed)
-    image = shape[:2] if shape[2] == 1 else shape
+    spec = InputSpec(shape[0], shape[1], shape[2], labels=tuple(f"c{i}" for i in range(classes)))
 
     def split(n):
-        return rng.integers(0, 256, (n, *image), dtype=np.uint8), rng.integers(0, classes, n).astype(np.int64)
+        return rng.integers(0, 256, (n, *shape), dtype=np.uint8), rng.integers(0, classes, n).astype(np.int64)
 
-    return Dataset(*split(256), *split(32), *split(64), source="synthetic")
+    return Dataset(*split(256), *split(32), *split(64), spec=spec, source="synthetic")
 
 
 @pytest.mark.parametrize("shape", [(32, 32, 3), (48, 48, 1)])
@@ -102,7 +103,6 @@ def test_a_model_of_depthwise_and_small_kernels_has_nothing_to_prune_or_cluster(
 @pytest.fixture(scope="module")
 def compressor(tmp_path_factory):
     """A grayscale 48x48 tiny-width, 3-block mobilenet_v2 trained one epoch, ready for every method."""
-    from edgeport.core.data import normalise
     from edgeport.train.tf import import_tf
 
     _, keras = import_tf()
@@ -110,7 +110,7 @@ def compressor(tmp_path_factory):
     keras.utils.set_random_seed(0)
     model = _mobilenet((48, 48, 1), 4, blocks=SHORT)
     model.compile(keras.optimizers.Adam(1e-3), "sparse_categorical_crossentropy")
-    model.fit(normalise(data.train_images), data.train_labels, batch_size=64, epochs=1, verbose=0)
+    model.fit(data.spec.normalise(data.train_images), data.train_labels, batch_size=64, epochs=1, verbose=0)
     path = tmp_path_factory.mktemp("mobilenet") / "model.keras"
     model.save(path)
     return Compressor(path, data, quiet=True)
@@ -175,13 +175,11 @@ def test_cluster_leaves_16_values_and_skips_depthwise(compressor, tmp_path):
 
 
 def test_qat_wraps_relu6_add_and_depthwise_and_round_trips(compressor, tmp_path):
-    from edgeport.core.data import normalise
-
     r = compressor.run(CompressConfig(method=Method.QAT, **FAST), tmp_path, "qat")
     model = load_model(r.path)
     wrapped = Counter(type(layer.layer).__name__ for layer in model.layers if hasattr(layer, "layer"))
     assert wrapped["DepthwiseConv2D"] == 3 and wrapped["Add"] == 1 and wrapped["ReLU"] == 7
-    probs = model.predict(normalise(compressor.data.test_images), verbose=0)
+    probs = model.predict(compressor.spec.normalise(compressor.data.test_images), verbose=0)
     assert float((probs.argmax(1) == compressor.data.test_labels).mean()) == r.lineage["keras_test_accuracy"]
 
 
@@ -204,23 +202,14 @@ def test_cqat_keeps_the_clusters(compressor, tmp_path):
         assert r.lineage["layers"][name]["unique_per_channel_max"] <= 16, name
 
 
-def _takes_channels() -> bool:
-    from edgeport.core.data import normalise
-
-    return normalise(np.zeros((1, 4, 4, 3), np.uint8)).shape == (1, 4, 4, 3)
-
-
-@pytest.mark.skipif(not _takes_channels(), reason="edgeport.core.data.normalise takes (N, H, W) grayscale only; "
-                                                  "runs once RGB arrays (N, H, W, C) load")
 def test_rgb_model_through_2_4_and_cluster(tmp_path):
-    from edgeport.core.data import normalise
     from edgeport.train.tf import import_tf
 
     _, keras = import_tf()
     data = _dataset((32, 32, 3))
     model = _mobilenet((32, 32, 3), 4, blocks=SHORT)
     model.compile(keras.optimizers.Adam(1e-3), "sparse_categorical_crossentropy")
-    model.fit(normalise(data.train_images), data.train_labels, batch_size=64, epochs=1, verbose=0)
+    model.fit(data.spec.normalise(data.train_images), data.train_labels, batch_size=64, epochs=1, verbose=0)
     model.save(tmp_path / "model.keras")
     compressor = Compressor(tmp_path / "model.keras", data, quiet=True)
     r = compressor.run(CompressConfig(method=Method.SPARSE_2_4, **FAST), tmp_path, "s24")
