@@ -40,7 +40,7 @@ def _add_data_args(p: argparse.ArgumentParser, training: bool) -> None:
 
 def _add_train_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--model", default=None, help="model name (default: default; see `edgeport models`)")
-    p.add_argument("--epochs", type=int, default=None, help="training epochs (default 8)")
+    p.add_argument("--epochs", type=int, default=None, help="training epochs (default 10)")
     p.add_argument("--batch-size", type=int, default=None)
     p.add_argument("--seed", type=int, default=None)
     _add_data_args(p, training=True)

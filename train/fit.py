@@ -24,7 +24,7 @@ from edgeport.core.run import DEFAULT_MODEL, TRAIN_RECORD, RunFolder
 @dataclass(frozen=True)
 class TrainConfig:
     model: str = "default"  # a name from edgeport.train.models.MODELS
-    epochs: int = 8  # the default model passes 99.5% MNIST test accuracy in 8 epochs (with augment_shift)
+    epochs: int = 10  # the default model, with augment_shift, passes 99.5% MNIST test accuracy (seeds 0-2)
     batch_size: int = 128
     learning_rate: float = 2e-3  # Adam, cosine-decayed to 0 over the run
     seed: int = 0  # seeds Python, numpy and TensorFlow
