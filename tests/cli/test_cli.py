@@ -18,8 +18,8 @@ def one_line_error(capsys) -> str:
 
 def test_run_end_to_end_writes_report(tmp_path, capsys):
     out = tmp_path / "run"
-    code = main(["run", "--out", str(out), "--model", "tiny", "--epochs", "1", "--train-limit", "1500",
-                 "--val-size", "300", "--test-limit", "200", "--calibration-size", "32",
+    code = main(["run", "--out", str(out), "--model", "tiny", "--epochs", "1", "--augment-shift", "0",
+                 "--train-limit", "1500", "--val-size", "300", "--test-limit", "200", "--calibration-size", "32",
                  "--runs", "5", "--warmup", "1", "--targets", "tflite_fp32,tflite_int8,onnx_fp32"])
     assert code == 0, capsys.readouterr().err
     report = json.loads((out / "report.json").read_text())
@@ -126,3 +126,20 @@ def test_quick_is_the_basic_path_on_a_subset(monkeypatch, tmp_path):
     assert seen["bench"].threads == (1,) and seen["bench"].batch_sizes == (1,)
     assert main(["run", "--quick", "--recipe", "default", "--out", str(tmp_path / "q")]) == 0
     assert len(seen["recipe"].artifact_names()) >= 15
+
+
+def test_train_flags_reach_the_config(monkeypatch, tmp_path):
+    from pathlib import Path
+
+    from edgeport.train.fit import TrainResult
+
+    seen = {}
+
+    def fake_train(cfg, out):
+        seen["cfg"] = cfg
+        return TrainResult(Path(out) / "model.keras", 0.5, 0.5, 1.0)
+
+    monkeypatch.setattr("edgeport.train.fit.train", fake_train)
+    assert main(["train", "--out", str(tmp_path / "t"), "--model", "mobilenet_v2", "--augment-shift", "0"]) == 0
+    assert seen["cfg"].model == "mobilenet_v2" and seen["cfg"].augment_shift == 0
+    assert main(["train", "--out", str(tmp_path / "t")]) == 0 and seen["cfg"].augment_shift == 2  # the default

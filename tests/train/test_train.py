@@ -12,11 +12,11 @@ pytest.importorskip("tensorflow")
 def test_unknown_model_name_lists_valid_ones():
     from edgeport.train.models import build_model
 
-    with pytest.raises(ConfigError, match="expected one of: default, seed, tiny"):
+    with pytest.raises(ConfigError, match="expected one of: default, mobilenet_v2, seed, tiny"):
         build_model("resnet9000")
 
 
-@pytest.mark.parametrize("name", ["seed", "default", "tiny"])
+@pytest.mark.parametrize("name", ["seed", "default", "tiny", "mobilenet_v2"])
 def test_every_registered_model_outputs_probabilities(name):
     from edgeport.train.models import build_model
 
