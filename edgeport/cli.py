@@ -40,7 +40,9 @@ def _add_data_args(p: argparse.ArgumentParser, training: bool) -> None:
 
 
 def _add_train_args(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--model", default=None, help="model name (default: default; see `edgeport models`)")
+    p.add_argument("--model", default=None, help="a model name (default: default; see `edgeport models`), or your "
+                                                 "own model: a .keras (Keras 3 or tf-keras), .h5 or SavedModel folder "
+                                                 "(training is skipped)")
     p.add_argument("--epochs", type=int, default=None, help="training epochs (default 10)")
     p.add_argument("--batch-size", type=int, default=None)
     p.add_argument("--seed", type=int, default=None)
@@ -49,6 +51,70 @@ def _add_train_args(p: argparse.ArgumentParser) -> None:
                    help="move each training image by up to N pixels, fresh each epoch (default 2; 0: off)")
     p.add_argument("--quick", action="store_true", help="small subset and one epoch: a smoke run of the same path")
     _add_strategy_arg(p)
+
+
+def _add_import_args(p: argparse.ArgumentParser) -> None:
+    g = p.add_argument_group("your own model (--model FILE)", "how pixels become its input: a model file does not say")
+    g.add_argument("--input-scale", default=None, metavar="S",
+                   help="pixel (0..255) times S, e.g. 1/255 for [0, 1] or 1/127.5 with --mean 1 for [-1, 1] "
+                        "(default: 1 when the model starts with a Rescaling layer, else 1/255)")
+    g.add_argument("--mean", default=None, help="subtracted after scaling: one number or one per channel, e.g. "
+                                                "0.485,0.456,0.406")
+    g.add_argument("--std", default=None, help="divided after the mean: one number or one per channel")
+
+
+def is_model_file(value: str | None) -> bool:
+    """True when --model names a file or folder to import rather than a registered model name."""
+    from edgeport.train.models import MODELS
+
+    if not value or value in MODELS:
+        return False
+    return Path(value).expanduser().exists() or value.lower().endswith((".keras", ".h5", ".hdf5")) or "/" in value
+
+
+def _import_config(args, data):
+    """ImportConfig from --model FILE, the data settings and the pixel-scaling flags."""
+    from edgeport.train.bring import ImportConfig
+
+    for flag in ("epochs", "batch_size", "augment_shift", "seed"):
+        if getattr(args, flag, None) is not None:
+            raise ConfigError(f"--{flag.replace('_', '-')} sets up training; --model {args.model} imports a trained "
+                              "model, so nothing is trained (fine-tunes take their settings from the recipe)")
+    return ImportConfig(model=args.model, data=data, scale=_scale(args.input_scale),
+                        mean=_floats(args.mean, "--mean"), std=_floats(args.std, "--std"))
+
+
+def _scale(value: str | None) -> float | None:
+    if value is None:
+        return None
+    from fractions import Fraction
+
+    try:
+        scale = float(Fraction(value.strip()))
+    except (ValueError, ZeroDivisionError):
+        raise ConfigError(f"--input-scale takes a number or a fraction such as 1/255, got {value!r}") from None
+    if not scale > 0:
+        raise ConfigError(f"--input-scale must be > 0, got {value!r}")
+    return scale
+
+
+def _floats(value: str | None, flag: str) -> tuple[float, ...] | None:
+    if value is None:
+        return None
+    try:
+        out = tuple(float(v) for v in value.split(",") if v.strip())
+    except ValueError:
+        raise ConfigError(f"{flag} takes one number or comma-separated numbers, got {value!r}") from None
+    if len(out) not in (1, 3):
+        raise ConfigError(f"{flag} takes one number or one per channel (3), got {value!r}")
+    return out
+
+
+def _no_model_flags(args) -> None:
+    """The pixel-scaling flags describe an imported model; a trained one takes the dataset's scaling."""
+    for flag in ("input_scale", "mean", "std"):
+        if getattr(args, flag, None) is not None:
+            raise ConfigError(f"--{flag.replace('_', '-')} describes your own model's input; it needs --model FILE")
 
 
 def _add_strategy_arg(p: argparse.ArgumentParser) -> None:
@@ -178,12 +244,23 @@ def cmd_run(args) -> int:
     from edgeport.pipeline import run_pipeline
     from edgeport.runtime.report import print_table
 
-    tc, ec, bc = _configs(args)
+    imported = is_model_file(args.model)
+    if imported:
+        model, args.model = args.model, None  # the registry name stays the default; the file is imported
+        tc, ec, bc = _configs(args)
+        args.model = model
+        ic = _import_config(args, tc.data)
+    else:
+        _no_model_flags(args)
+        tc, ec, bc = _configs(args)
+        ic = None
     recipe = _recipe(args, by_default=not args.quick)  # --quick: the three basic files unless --recipe is given
-    out = Path(args.out) if args.out else Path("runs") / (args.name or ("quick" if args.quick else "mnist"))
+    default_name = Path(args.model.rstrip("/")).stem if imported else ("quick" if args.quick else "mnist")
+    out = Path(args.out) if args.out else Path("runs") / (args.name or default_name)
     tc.validate()  # a bad --strategy or TF_CONFIG before connecting to anything
     with _executor(args) as executor:
-        report = run_pipeline(out, train_cfg=tc, export_cfg=ec, bench_cfg=bc, recipe=recipe, executor=executor)
+        report = run_pipeline(out, train_cfg=tc, export_cfg=ec, bench_cfg=bc, recipe=recipe, executor=executor,
+                              import_cfg=ic)
     if report.get("worker"):
         print(f"multi-worker: this worker trained and fine-tuned in sync ({report['pipeline_seconds']:.0f} s); "
               "the chief writes the run folder and the report")
@@ -202,6 +279,9 @@ def cmd_train(args) -> int:
     from edgeport.pipeline import clear_downstream
     from edgeport.train.fit import train
 
+    if is_model_file(args.model):
+        raise ConfigError(f"edgeport train trains a registered model; to bring {args.model}, use "
+                          f"`edgeport export --model {args.model} --data PATH --out DIR` (or `edgeport run --model`)")
     tc, _, _ = _configs(args)
     tc.validate()  # a bad --strategy or TF_CONFIG before the old run's report is cleared
     out = Path(args.out)
@@ -226,9 +306,32 @@ def cmd_export(args) -> int:
     from edgeport.train.distribute import check_strategy
 
     check_strategy(strategy)
+    if args.model is not None:  # bring your own model: import it into --out, then export as from a run folder
+        if args.run_dir is not None:
+            raise ConfigError("give a run folder, or --model FILE with --out DIR, not both")
+        if not args.out:
+            raise ConfigError(f"--model {args.model} needs --out DIR: the run folder to make")
+        if not is_model_file(args.model):
+            raise ConfigError(f"--model {args.model}: no such file or folder (.keras, .h5 or a SavedModel folder)")
+        ic = _import_config(args, _data_config(args))
+        args.run_dir = args.out
+    else:
+        _no_model_flags(args)
+        if args.run_dir is None:
+            raise ConfigError("give a run folder (made by edgeport train), or --model FILE --data PATH --out DIR")
+        if args.data:
+            raise ConfigError("--data goes with --model FILE; a run folder's data is the one it was made with")
+        ic = None
     with _executor(args) as executor:
         if executor is not None:
             executor.check(recipe, ec, strategy)
+        if ic is not None:
+            from edgeport.train.bring import import_model
+
+            result = import_model(ic, args.run_dir)
+            for note in result.notes:
+                print(f"edgeport: note: {note}", file=sys.stderr)
+            print(f"reference: {result.model_path}  test accuracy {result.test_accuracy:.2%}")
         path = export_run(args.run_dir, ec, recipe=recipe, executor=executor, strategy=strategy)
     from edgeport.core.manifest import read_manifest
 
@@ -359,10 +462,12 @@ def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="edgeport", description=__doc__.splitlines()[0])
     sub = parser.add_subparsers(dest="command", required=True)
 
-    p = sub.add_parser("run", help="train, export, evaluate and benchmark in one go")
+    p = sub.add_parser("run", help="train (or bring your own model), export, evaluate and benchmark in one go")
     _add_train_args(p)
+    _add_import_args(p)
     _add_bench_args(p)
-    p.add_argument("--name", default=None, help="run name: output goes to runs/NAME (default: mnist)")
+    p.add_argument("--name", default=None, help="run name: output goes to runs/NAME (default: mnist, or the model "
+                                                "file's name)")
     p.add_argument("--out", default=None, help="output folder (overrides --name)")
     p.add_argument("--targets", default=None, help="comma-separated export targets (see `edgeport models`)")
     p.add_argument("--calibration-size", type=int, default=None, help="int8 calibration images (default 500)")
@@ -376,8 +481,15 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--out", required=True, help="run folder to write")
     p.set_defaults(fn=cmd_train)
 
-    p = sub.add_parser("export", help="export a run folder's model.keras and write manifest.json")
-    p.add_argument("run_dir")
+    p = sub.add_parser("export", help="export a run folder's model (or your own: --model FILE --data PATH --out DIR) "
+                                      "and write manifest.json")
+    p.add_argument("run_dir", nargs="?", default=None, help="run folder made by edgeport train")
+    p.add_argument("--model", default=None, metavar="FILE",
+                   help="your own model instead of a run folder: .keras (Keras 3 or tf-keras), .h5 or a SavedModel "
+                        "folder; it becomes the reference of a new run folder --out")
+    p.add_argument("--out", default=None, help="the run folder to make with --model")
+    _add_data_args(p, training=True)
+    _add_import_args(p)
     p.add_argument("--targets", "--target", default=None, help="comma-separated export targets (c-array: C array)")
     p.add_argument("--calibration-size", type=int, default=None)
     p.add_argument("--recipe", default=None, help="compression recipe TOML, or 'default' for the full matrix")

@@ -19,7 +19,7 @@ from pathlib import Path
 from edgeport.core import files
 from edgeport.core.data import DataConfig, Dataset, load_dataset
 from edgeport.core.environment import cpu_count
-from edgeport.core.errors import EdgeportError, InputError
+from edgeport.core.errors import ConfigError, EdgeportError, InputError
 from edgeport.core.run import RunFolder
 from edgeport.runtime.bench import BenchConfig  # re-exported: the settings live with the benchmark
 
@@ -51,13 +51,15 @@ def clear_downstream(run_dir: Path) -> None:
 
 
 def run_pipeline(out_dir: str | Path, train_cfg=None, export_cfg=None, bench_cfg: BenchConfig = BenchConfig(),
-                 recipe=None, executor=None) -> dict:
-    """Train, export, evaluate and benchmark into `out_dir`; return the report (also written to disk).
+                 recipe=None, executor=None, import_cfg=None) -> dict:
+    """Train (or import `import_cfg.model`), export, evaluate and benchmark into `out_dir`; return the report (also
+    written to disk).
 
-    `recipe` (edgeport.export.recipe.load_recipe) makes the compression variants instead of `export_cfg.targets`.
-    `executor` (edgeport.scale) makes the variants and evaluations elsewhere; training runs here, under
-    `train_cfg.strategy`, which the fine-tunes use too. Settings, strategy and the executor's resources are checked
-    before anything in `out_dir` is touched."""
+    `import_cfg` (edgeport.train.bring.ImportConfig) brings your own model: it becomes the run's reference instead of
+    a trained one, and `train_cfg` gives only the fine-tunes' strategy. `recipe` (edgeport.export.recipe.load_recipe)
+    makes the compression variants instead of `export_cfg.targets`. `executor` (edgeport.scale) makes the variants
+    and evaluations elsewhere; training runs here, under `train_cfg.strategy`, which the fine-tunes use too.
+    Settings, strategy and the executor's resources are checked before anything in `out_dir` is touched."""
     from edgeport.export.export import ExportConfig, export_run
     from edgeport.runtime.report import write_report
     from edgeport.train.fit import TrainConfig, train
@@ -65,6 +67,11 @@ def run_pipeline(out_dir: str | Path, train_cfg=None, export_cfg=None, bench_cfg
     train_cfg = train_cfg or TrainConfig()
     export_cfg = export_cfg or ExportConfig()
     train_cfg.validate()
+    if import_cfg is not None:
+        import_cfg.validate()
+        if train_cfg.strategy == "multi-worker":
+            raise ConfigError("--strategy multi-worker trains in sync across machines; with --model FILE nothing is "
+                              "trained here (fine-tunes run per variant: use --ray to spread them)")
     if executor is not None:
         executor.check(recipe, export_cfg, train_cfg.strategy, bench_cfg)
     if train_cfg.strategy == "multi-worker":
@@ -81,7 +88,12 @@ def run_pipeline(out_dir: str | Path, train_cfg=None, export_cfg=None, bench_cfg
     out = files.ensure_writable_dir(out_dir)
     clear_downstream(out)
     t0 = time.perf_counter()
-    train(train_cfg, out)
+    if import_cfg is not None:
+        from edgeport.train.bring import import_model
+
+        import_model(import_cfg, out)
+    else:
+        train(train_cfg, out)
     export_run(out, export_cfg, recipe=recipe, executor=executor, strategy=train_cfg.strategy)
     report = evaluate_run(out, bench_cfg, executor=executor)
     report["pipeline_seconds"] = round(time.perf_counter() - t0, 1)
@@ -117,10 +129,11 @@ def evaluate_run(run_dir: str | Path, bench_cfg: BenchConfig | None = BenchConfi
         "created": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
         "dataset": _dataset_info(data, cfg, cfg.test_limit),
         "input_spec": run.spec.to_dict(),
-        "notes": list(data.notes),
+        "notes": list(data.notes) + [n for n in run.record.get("notes") or [] if n not in data.notes],
         "reference": {"accuracy": ref_accuracy, "path": model_file.name if model_file.exists() else None,
                       "bytes": _size(model_file), "gzip_bytes": files.gzip_size(model_file) if model_file.is_file()
-                      else None, "model_name": run.model_name},
+                      else None, "model_name": run.model_name, "format": run.reference_format,
+                      "origin": run.record.get("origin", "trained")},
         "bench": None if bench_cfg is None else bench_cfg.to_dict(),
         "artifacts": rows,
         "environment": {"python": platform.python_version(), "machine": platform.machine(),

@@ -174,8 +174,12 @@ class RayExecutor:
         from edgeport.export.recipe import VariantResult
         from edgeport.train.compress import Method, first_phase, memo_key
 
+        if not run.model_path.is_file():
+            raise ConfigError(f"--ray sends the reference model to each task as one file; this run's reference "
+                              f"{run.model_path.name} is a SavedModel folder: run it without --ray")
         model_ref = self.ray.put(run.model_path.read_bytes())
-        inputs = (model_ref, files.sha256_file(run.model_path), run.model_path.name, run.record)
+        rel = run.model_path.relative_to(run.path).as_posix()  # model.keras, or source/NAME for an imported model
+        inputs = (model_ref, files.sha256_file(run.model_path), rel, run.record)
         refs, providers = {}, {}
         for v in recipe.variants:
             first = first_phase(v.compress)

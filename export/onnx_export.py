@@ -15,12 +15,20 @@ def export_onnx_fp32(model, path: Path, ctx) -> dict:
     import onnx
     import tf2onnx
 
+    from edgeport.train.bring import is_tf_keras
+
     tf = ctx.tf
     shape = (None, *model.input_shape[1:])
     spec = (tf.TensorSpec(shape, tf.float32, name="image"),)  # tf2onnx needs an explicit signature
-    proto, _ = tf2onnx.convert.from_keras(model, input_signature=spec, opset=OPSET)
+    if is_tf_keras(model):
+        proto, _ = tf2onnx.convert.from_keras(model, input_signature=spec, opset=OPSET)
+        converter = "tf2onnx.convert.from_keras"
+    else:  # from_keras fails on Keras 3 models; their call (or a SavedModel signature) traces as a tf.function
+        fn = tf.function(lambda x: model(x, training=False))
+        proto, _ = tf2onnx.convert.from_function(fn, input_signature=spec, opset=OPSET)
+        converter = "tf2onnx.convert.from_function"
     onnx.save(proto, str(path))
-    return {"converter": "tf2onnx.convert.from_keras", "tf2onnx": tf2onnx.__version__, "opset": OPSET}
+    return {"converter": converter, "tf2onnx": tf2onnx.__version__, "opset": OPSET}
 
 
 # ---- quantised ONNX (issue 3) ----------------------------------------------------------------------------------

@@ -257,6 +257,7 @@ def export_recipe(run_dir: str | Path, recipe: Recipe, cfg: ExportConfig = Expor
     (run.path / MANIFEST).unlink(missing_ok=True)  # an export in progress must not look complete
     compressor = None
     if any(v.compress.method is not Method.FLOAT for v in recipe.variants):
+        check_fine_tunable(run, recipe)
         compressor = Compressor(run.model_path, run.dataset(), spec=run.spec, strategy=strategy)
         for v in recipe.variants:  # every user error before any work
             try:
@@ -292,6 +293,17 @@ def export_recipe(run_dir: str | Path, recipe: Recipe, cfg: ExportConfig = Expor
         failed=failed,
         packages=package_versions(),
     )
+
+
+def check_fine_tunable(run: RunFolder, recipe: Recipe) -> None:
+    """Training-time methods fine-tune with tfmot, which takes tf-keras models only: refuse them, naming the first
+    such variant and why, when the run's reference is an imported model the Keras 3 bridge did not rebuild."""
+    if run.reference_format == "tf_keras":
+        return
+    v = next(v for v in recipe.variants if v.compress.method is not Method.FLOAT)
+    why = (run.record.get("bridge") or {}).get("error") or "a SavedModel is a graph, not Keras layers"
+    raise ConfigError(f"{v.label}: method {v.compress.method.value} fine-tunes a tf-keras model, and this run's "
+                      f"reference {run.model_path.name} could not be rebuilt as one ({why}); keep to float variants")
 
 
 def _make_here(run: RunFolder, v: Variant, cfg: ExportConfig, compressor) -> VariantResult:

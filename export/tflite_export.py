@@ -8,17 +8,27 @@ from edgeport.export.targets import register
 
 
 def _converter(model, ctx):
+    """A TFLite converter over `model`: a Keras model (tf-keras or Keras 3), or a SavedModel's serving signature."""
     tf = ctx.tf
-    conv = tf.lite.TFLiteConverter.from_keras_model(model)
+    if getattr(model, "saved_model_dir", None) is not None:  # train.bring.ServingModel
+        conv = tf.lite.TFLiteConverter.from_saved_model(str(model.saved_model_dir),
+                                                        signature_keys=[model.signature_key])
+    else:
+        conv = tf.lite.TFLiteConverter.from_keras_model(model)
     conv.target_spec.supported_ops = [tf.lite.OpsSet.TFLITE_BUILTINS]  # no Flex ops: must run anywhere
     return conv
+
+
+def _converter_name(model) -> str:
+    saved = getattr(model, "saved_model_dir", None) is not None
+    return f"tf.lite.TFLiteConverter.{'from_saved_model' if saved else 'from_keras_model'}"
 
 
 @register("tflite_fp32", format="tflite", precision="float32", suffix=".tflite",
           description="TFLite float32, builtin ops", atol=1e-4)
 def export_tflite_fp32(model, path: Path, ctx) -> dict:
     path.write_bytes(_converter(model, ctx).convert())
-    return {"converter": "tf.lite.TFLiteConverter.from_keras_model", "optimizations": []}
+    return {"converter": _converter_name(model), "optimizations": []}
 
 
 @register("tflite_int8", format="tflite", precision="int8", suffix=".tflite",
@@ -80,7 +90,7 @@ def export_tflite_fp16(model, path: Path, ctx) -> dict:
     conv.optimizations = [tf.lite.Optimize.DEFAULT]
     conv.target_spec.supported_types = [tf.float16]
     path.write_bytes(conv.convert())
-    return {"converter": "tf.lite.TFLiteConverter.from_keras_model", "optimizations": ["DEFAULT"],
+    return {"converter": _converter_name(model), "optimizations": ["DEFAULT"],
             "supported_types": ["float16"], "io": "float32"}
 
 
@@ -91,7 +101,7 @@ def export_tflite_dynamic_int8(model, path: Path, ctx) -> dict:
     conv = _converter(model, ctx)
     conv.optimizations = [ctx.tf.lite.Optimize.DEFAULT]  # no representative dataset: dynamic-range quantisation
     path.write_bytes(conv.convert())
-    return {"converter": "tf.lite.TFLiteConverter.from_keras_model", "optimizations": ["DEFAULT"],
+    return {"converter": _converter_name(model), "optimizations": ["DEFAULT"],
             "mode": "dynamic_range", "io": "float32"}
 
 
@@ -112,6 +122,6 @@ def export_tflite_int16x8(model, path: Path, ctx) -> dict:
     conv.representative_dataset = _representative(ctx)
     conv.target_spec.supported_ops = [tf.lite.OpsSet.EXPERIMENTAL_TFLITE_BUILTINS_ACTIVATIONS_INT16_WEIGHTS_INT8]
     path.write_bytes(conv.convert())
-    return {"converter": "tf.lite.TFLiteConverter.from_keras_model", "optimizations": ["DEFAULT"],
+    return {"converter": _converter_name(model), "optimizations": ["DEFAULT"],
             "supported_ops": "EXPERIMENTAL_TFLITE_BUILTINS_ACTIVATIONS_INT16_WEIGHTS_INT8", "io": "float32",
             "calibration": ctx.calibration_info()}

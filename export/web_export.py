@@ -22,7 +22,7 @@ def _batch1_converter(model, ctx):
     tf = ctx.tf
     spec = tf.TensorSpec((BROWSER_BATCH, *model.input_shape[1:]), tf.float32, name="image")
     fn = tf.function(lambda x: model(x, training=False)).get_concrete_function(spec)
-    conv = tf.lite.TFLiteConverter.from_concrete_functions([fn], model)
+    conv = tf.lite.TFLiteConverter.from_concrete_functions([fn], getattr(model, "trackable", model))
     conv.target_spec.supported_ops = [tf.lite.OpsSet.TFLITE_BUILTINS]  # no Flex ops: must run anywhere
     return conv
 

@@ -20,6 +20,19 @@ from edgeport.core.metadata import spec_of
 from edgeport.core.spec import InputSpec
 
 
+def as_probabilities(y: np.ndarray) -> np.ndarray:
+    """Scores (N, classes) as float32 probabilities: rows that already are (a softmax head) stay, logits get a softmax.
+
+    0.02: an int8 softmax comes in steps of 1/256 whether the file's output tensor is int8 or dequantised inside the
+    file (float I/O, e.g. web_tflite_int8), so its sum can be off by ~10 half-steps. The reference of an imported
+    model goes through the same rule, so files and reference compare like with like."""
+    y = np.asarray(y, np.float32).reshape(len(y), -1)
+    if y.size and (y.min() < -1e-6 or y.max() > 1 + 1e-6 or np.abs(y.sum(axis=1) - 1).max() > 0.02):
+        e = np.exp(y - y.max(axis=1, keepdims=True))
+        y = e / e.sum(axis=1, keepdims=True)
+    return y
+
+
 @dataclass(frozen=True)
 class TensorSpec:
     """What a model file says about one tensor. `shape` uses -1 for a dynamic dimension."""
@@ -180,14 +193,7 @@ class Model(ABC):
         y = y.reshape(len(y), -1)
         if spec.quantized:
             y = (y.astype(np.float32) - spec.zero_point) * spec.scale
-        y = y.astype(np.float32)
-        # Files that end in softmax already give probabilities; a logits head (files we did not write) gets one.
-        # 0.02: an int8 softmax comes in steps of 1/256 whether the file's output tensor is int8 or dequantised
-        # inside the file (float I/O, e.g. web_tflite_int8), so its sum can be off by ~10 half-steps.
-        if y.min() < -1e-6 or y.max() > 1 + 1e-6 or np.abs(y.sum(axis=1) - 1).max() > 0.02:
-            e = np.exp(y - y.max(axis=1, keepdims=True))
-            y = e / e.sum(axis=1, keepdims=True)
-        return y
+        return as_probabilities(y)
 
     def predict(self, images, batch_size: int = 256, progress=None) -> np.ndarray:
         """Class probabilities (N, classes); quantised I/O is scaled from the file's own parameters.

@@ -575,11 +575,16 @@ def save_qat(model, start_model, method: Method, path: Path) -> None:
 
 
 def load_model(path: str | Path):
-    """Load a model written by the train or compress stage: .keras in safe mode, or a QAT pair (see `save_qat`)."""
+    """Load a model written by the train or compress stage: .keras in safe mode, or a QAT pair (see `save_qat`); or
+    an imported reference the Keras 3 bridge did not rebuild (a Keras 3 .keras, a SavedModel folder)."""
     from edgeport.train.tf import import_tf, load_keras_model
 
     p = Path(path)
     if not p.name.endswith(QAT_SUFFIX):
+        if p.is_dir() or _keras3_file(p):  # an imported reference kept as it is (train/bring.py)
+            from edgeport.train.bring import load_any
+
+            return load_any(p)
         return load_keras_model(p)
     if not p.is_file():
         raise ModelFileError(f"{p}: QAT weights file not found")
@@ -599,3 +604,12 @@ def load_model(path: str | Path):
         first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
         raise ModelFileError(f"{p}: weights do not fit {start.name} under {method.value} ({first[:200]})") from None
     return model
+
+
+def _keras3_file(path: Path) -> bool:
+    from edgeport.train.bring import model_format
+
+    try:
+        return path.suffix == ".keras" and path.is_file() and model_format(path) == "keras3"
+    except ModelFileError:
+        return False  # load_keras_model says what is wrong with it

@@ -110,6 +110,17 @@ def sha256_file(path: str | os.PathLike) -> str:
     return h.hexdigest()
 
 
+def sha256_path(path: str | os.PathLike) -> str:
+    """sha256 of a file, or of a folder (a SavedModel): each file's relative path and sha256, in sorted order."""
+    p = Path(path)
+    if not p.is_dir():
+        return sha256_file(p)
+    h = hashlib.sha256()
+    for f in sorted(q for q in p.rglob("*") if q.is_file()):
+        h.update(f.relative_to(p).as_posix().encode() + b"\0" + sha256_file(f).encode() + b"\n")
+    return h.hexdigest()
+
+
 def gzip_size(path: str | os.PathLike) -> int:
     """Size after gzip -9: what a pruned model costs over the air, where zeros compress away."""
     return len(gzip.compress(Path(path).read_bytes(), compresslevel=9, mtime=0))

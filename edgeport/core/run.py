@@ -61,6 +61,12 @@ class RunFolder:
         return self.path / self.record.get("model_path", DEFAULT_MODEL)
 
     @property
+    def reference_format(self) -> str:
+        """tf_keras (trained here, or imported and loadable by tf-keras: tfmot can fine-tune it), keras3 or
+        saved_model (an imported model kept as it is: post-training targets only)."""
+        return self.record.get("reference_format", "tf_keras")
+
+    @property
     def data_config(self) -> DataConfig:
         """The data settings the run was made with (older train.json kept them in the training config)."""
         rec = self.record
