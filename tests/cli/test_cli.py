@@ -113,14 +113,16 @@ def test_quick_is_the_basic_path_on_a_subset(monkeypatch, tmp_path):
     """--quick: three basic files, small subset, one-thread batch-1 bench; --quick --recipe default: the matrix."""
     seen = {}
 
-    def fake_run(out, train_cfg, export_cfg, bench_cfg, recipe, executor):
-        seen.update(train=train_cfg, export=export_cfg, bench=bench_cfg, recipe=recipe, executor=executor)
+    def fake_run(out, train_cfg, export_cfg, bench_cfg, recipe, executor, import_cfg):
+        seen.update(train=train_cfg, export=export_cfg, bench=bench_cfg, recipe=recipe, executor=executor,
+                    imported=import_cfg)
         return {"artifacts": [], "pipeline_seconds": 0.0, "run": "x", "reference": {}, "dataset": {}}
 
     monkeypatch.setattr("edgeport.pipeline.run_pipeline", fake_run)
     monkeypatch.setattr("edgeport.runtime.report.print_table", lambda report: None)
     assert main(["run", "--quick", "--out", str(tmp_path / "q")]) == 0
     assert seen["executor"] is None  # no --ray: here, and Ray is not imported
+    assert seen["imported"] is None  # a registered model is trained
     assert seen["recipe"] is None and seen["export"].targets == ("tflite_fp32", "tflite_int8", "onnx_fp32")
     assert seen["train"].data.train_limit and seen["train"].data.train_limit < 60000 and seen["train"].data.test_limit
     assert seen["bench"].threads == (1,) and seen["bench"].batch_sizes == (1,)
