@@ -148,3 +148,30 @@ def test_predict_and_tflm_never_import_tensorflow(seed_run):
     res = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
     assert res.returncode == 0, res.stderr[-2000:]
     assert "HEAVY []" in res.stdout
+
+
+def test_uint8_quantised_io_file_from_elsewhere(seed_run, tmp_path):
+    """A full-integer TFLite file with uint8 input and output (as many files not made by edgeport have): the runtime
+    quantises images and dequantises scores with the file's own parameters, and answers as the int8 file does."""
+    pytest.importorskip("tensorflow")
+    from edgeport.core.data import load_dataset
+    from edgeport.train.tf import import_tf, load_keras_model
+
+    tf, _ = import_tf()
+    model = load_keras_model(seed_run / "model.keras")
+    data = load_dataset(train_limit=600, val_size=100, test_limit=200)
+    calib = data.train_images[:200].astype(np.float32) / 255.0
+    conv = tf.lite.TFLiteConverter.from_keras_model(model)
+    conv.optimizations = [tf.lite.Optimize.DEFAULT]
+    conv.representative_dataset = lambda: ([calib[i : i + 1]] for i in range(len(calib)))
+    conv.target_spec.supported_ops = [tf.lite.OpsSet.TFLITE_BUILTINS_INT8]
+    conv.inference_input_type = conv.inference_output_type = tf.uint8
+    path = tmp_path / "foreign_uint8.tflite"
+    path.write_bytes(conv.convert())
+    m = load(path)
+    assert m.input.dtype == "uint8" and m.input.quantized and m.output.dtype == "uint8"
+    probs = m.predict(data.test_images)
+    assert probs.dtype == np.float32 and np.allclose(probs.sum(1), 1, atol=0.03)
+    int8 = load(seed_run / "artifacts" / "tflite_int8.tflite").predict(data.test_images)
+    assert (probs.argmax(1) == int8.argmax(1)).mean() >= 0.97
+    assert (probs.argmax(1) == data.test_labels).mean() >= 0.9
