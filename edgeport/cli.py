@@ -451,7 +451,7 @@ def cmd_models(args) -> int:
     from edgeport.export.targets import TARGETS, target_names
     from edgeport.train.models import MODELS
 
-    print("models:  " + ", ".join(sorted(MODELS)))
+    print("models:  " + ", ".join(sorted(MODELS)) + "  (or your own: --model FILE.keras | FILE.h5 | SavedModel/)")
     print("targets:")
     for name in target_names():
         print(f"  {name:<16} {TARGETS[name].description}")
