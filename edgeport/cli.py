@@ -218,6 +218,17 @@ def _configs(args):
     return tc, ec, bc
 
 
+def _max_drop(value: str) -> float:
+    """--max-drop: a number of percentage points >= 0, else a one-line ConfigError naming the value."""
+    try:
+        points = float(value)
+    except ValueError:
+        raise ConfigError(f"--max-drop takes a number of percentage points, got {value!r}") from None
+    if not points >= 0:
+        raise ConfigError(f"--max-drop is in percentage points and must be >= 0, got {value!r}")
+    return points
+
+
 def _int_list(value: str, flag: str) -> tuple[int, ...]:
     try:
         return tuple(int(v) for v in value.split(",") if v.strip())
@@ -433,7 +444,9 @@ def cmd_serve(args) -> int:
 def cmd_verify(args) -> int:
     from edgeport.verify import VerifyConfig, verify_run
 
-    verdict = verify_run(args.run_dir, VerifyConfig(max_drop=args.max_drop, min_agreement=args.min_agreement))
+    cfg = VerifyConfig(max_drop=_max_drop(args.max_drop), min_agreement=args.min_agreement,
+                       significant=args.significant)
+    verdict = verify_run(args.run_dir, cfg)
     if args.json:
         print(json.dumps(verdict.to_dict(), indent=2))
     else:
@@ -529,8 +542,11 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("verify", help="CI gate: fail unless every exported file keeps the reference's accuracy "
                                       "and answers (TensorFlow not needed)")
     p.add_argument("run_dir", help="run folder with manifest.json and reference.npz")
-    p.add_argument("--max-drop", type=float, default=0.3,
-                   help="largest accuracy drop vs the Keras reference, in percentage points (default 0.3)")
+    p.add_argument("--max-drop", default="0.3",
+                   help="largest accuracy drop vs the Keras reference, in percentage points (default 0.3); "
+                        "a recipe variant's own max_drop takes its place")
+    p.add_argument("--significant", action="store_true",
+                   help="fail an accuracy drop over budget only when it is significant (McNemar exact, p < 0.05)")
     p.add_argument("--min-agreement", type=float, default=0.995,
                    help="smallest top-1 agreement with the reference, a fraction (default 0.995)")
     p.add_argument("--json", action="store_true", help="print the verdict as JSON")

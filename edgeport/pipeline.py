@@ -178,10 +178,27 @@ def evaluate_run(run_dir: str | Path, bench_cfg: BenchConfig | None = BenchConfi
                 rows.append(row)
     rows += failed_variant_rows(manifest)
     report["fidelity"] = compare(predictions, labels)
+    if "reference" in predictions:
+        add_delta_stats(report, predictions, labels)
     if answers is not None:
         answers.predictions.update((k, v) for k, v in predictions.items() if k != "reference")
         answers.dataset = data
     return report
+
+
+def add_delta_stats(report: dict, predictions: dict, labels) -> None:
+    """Give each evaluated row its accuracy change against the reference: points, 95% paired bootstrap CI,
+    McNemar's exact p-value; and the report the smallest change its test set can resolve."""
+    from dataclasses import asdict
+
+    from edgeport.runtime.stats import delta_stats, resolvable_points
+
+    ref_correct = predictions["reference"] == labels
+    for row in report["artifacts"]:
+        if row.get("status") == "ok" and row["name"] in predictions:
+            stats = delta_stats(ref_correct, predictions[row["name"]] == labels)
+            row["delta"] = {**asdict(stats), "significant": stats.significant}
+    report["reference"]["resolvable_points"] = resolvable_points(len(labels))
 
 
 def artifact_row(entry: dict) -> dict:

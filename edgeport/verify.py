@@ -3,7 +3,8 @@
 `edgeport verify RUN_DIR --max-drop 0.3 --min-agreement 0.995` evaluates every file in the manifest afresh
 on the run's test set (the report could be stale, the file could have changed since) and checks, per file:
 it loads and runs; its sha256 still matches the manifest; its accuracy is at most `max_drop` percentage
-points below the Keras reference's; its top-1 agreement with the reference is at least `min_agreement`.
+points below the Keras reference's (a variant's own `max_drop` from its lineage, when the recipe set one;
+with `significant`, a drop over budget fails only when McNemar's exact test gives p < 0.05); its top-1 agreement with the reference is at least `min_agreement`.
 No TensorFlow: it needs only the runtime and reference.npz, which the train stage writes.
 """
 
@@ -21,6 +22,7 @@ class VerifyConfig:
     max_drop: float = 0.3  # largest accuracy drop allowed vs the Keras reference, in percentage points
     min_agreement: float = 0.995  # smallest share of test images with the reference's top-1 class
     check_sha256: bool = True  # fail a file that changed since export (its manifest sha256 no longer matches)
+    significant: bool = False  # fail an accuracy drop over budget only when McNemar's exact test says p < 0.05
 
     def __post_init__(self):
         if not self.max_drop >= 0:
@@ -35,6 +37,8 @@ class ArtifactVerdict:
     passed: bool
     accuracy: float | None = None
     drop_points: float | None = None  # (reference accuracy - accuracy) * 100
+    budget_points: float | None = None  # the drop allowed: the variant's lineage max_drop, else --max-drop
+    p_value: float | None = None  # McNemar's exact test of the change against the reference
     agreement: float | None = None
     reasons: list[str] = field(default_factory=list)  # why it failed; empty when it passed
 
@@ -79,9 +83,15 @@ def verify_run(run_dir: str | Path, cfg: VerifyConfig = VerifyConfig()) -> Verdi
         else:
             v.accuracy, v.agreement = row["accuracy"], row["agreement"]
             v.drop_points = (ref_acc - row["accuracy"]) * 100
-            if v.drop_points > cfg.max_drop + 1e-9:
+            budget = (row.get("lineage") or {}).get("max_drop")
+            v.budget_points = cfg.max_drop if budget is None else float(budget)
+            delta = row.get("delta") or {}
+            v.p_value = delta.get("p_value")
+            noise = cfg.significant and v.p_value is not None and v.p_value >= 0.05
+            if v.drop_points > v.budget_points + 1e-9 and not noise:
                 v.reasons.append(f"accuracy {row['accuracy']:.2%} is {v.drop_points:.2f} points below the "
-                                 f"reference {ref_acc:.2%} (allowed {cfg.max_drop:g})")
+                                 f"reference {ref_acc:.2%} (allowed {v.budget_points:g}"
+                                 + (f", p={v.p_value:.2g})" if v.p_value is not None else ")"))
             if row["agreement"] < cfg.min_agreement:
                 v.reasons.append(f"top-1 agreement {row['agreement']:.2%} is below {cfg.min_agreement:.2%}")
         if cfg.check_sha256 and sha.get(row["name"]):

@@ -46,7 +46,9 @@ DEFAULT_RECIPE = Path(__file__).parent / "recipes" / "default.toml"
 COMPRESSED_DIR = "compressed"  # fine-tuned models, one per non-float variant
 EXPORT_SETTINGS = ("calibration_size", "calibration_source")  # per variant
 RESOURCE_SETTINGS = ("num_cpus", "num_gpus")  # per variant: the Ray task's resource request (--ray only)
-SHARED_SETTINGS = ("sparsity", "clusters", *FINE_TUNE_SETTINGS, *EXPORT_SETTINGS, *RESOURCE_SETTINGS)
+VERIFY_SETTINGS = ("max_drop",)  # per variant: the accuracy cost `edgeport verify` allows, in points
+SHARED_SETTINGS = ("sparsity", "clusters", *FINE_TUNE_SETTINGS, *EXPORT_SETTINGS, *RESOURCE_SETTINGS,
+                   *VERIFY_SETTINGS)
 TOP_LEVEL = ("settings", "variant")
 QAT_TARGETS = ("tflite_int8", "tflite_int8_float_io", "onnx_qdq")  # keep a QAT model's own int8 ranges
 _NAME = re.compile(r"^[a-z][a-z0-9_]*$")
@@ -62,6 +64,7 @@ class Variant:
     label: str  # how errors name this entry: "recipe.toml: variant 3 (pqat)"
     num_cpus: float | None = None  # CPUs its Ray task asks for; None: 1
     num_gpus: float | None = None  # GPUs its Ray task asks for; None: 0
+    max_drop: float | None = None  # accuracy cost vs the reference verify allows, in points; None: --max-drop
 
     @property
     def prefix(self) -> str:
@@ -113,7 +116,7 @@ def parse_recipe(raw: dict, source: str = "recipe") -> Recipe:
         method = _method(entry.get("method"), where)
         where = f"{where} ({entry.get('name', method.value)})"
         allowed = ("name", "method", "targets", *SETTINGS[method], *EXPORT_SETTINGS, *RESOURCE_SETTINGS,
-                   *(FINE_TUNE_SETTINGS if method is not Method.FLOAT else ()))
+                   *VERIFY_SETTINGS, *(FINE_TUNE_SETTINGS if method is not Method.FLOAT else ()))
         _only(entry, allowed, where, method)
         values = {k: v for k, v in settings.items() if k in allowed} | entry
         name = values.get("name", method.value)
@@ -139,6 +142,11 @@ def parse_recipe(raw: dict, source: str = "recipe") -> Recipe:
             export = {k: values.get(k) for k in EXPORT_SETTINGS}
             ExportConfig(targets=targets, **{k: v for k, v in export.items() if v is not None}).validate()
             resources = {k: _resource(values[k], k) for k in RESOURCE_SETTINGS if k in values}
+            if "max_drop" in values:
+                max_drop = _number(values["max_drop"], "max_drop")
+                if not max_drop >= 0:
+                    raise ConfigError(f"max_drop is in percentage points and must be >= 0, got {max_drop!r}")
+                resources["max_drop"] = float(max_drop)
         except ConfigError as exc:
             raise ConfigError(f"{where}: {exc}") from None
         variants.append(Variant(name=name, compress=cfg, targets=targets, label=where, **export, **resources))
@@ -236,6 +244,8 @@ def make_variant(v: Variant, run: RunFolder, cfg: ExportConfig, stage: Path, com
         conversion = art.lineage.get("conversion", {})
         art.lineage["calibration"] = conversion.get("calibration")
         art.lineage["file_weights"] = weight_stats(stage / art.path)
+        if v.max_drop is not None:
+            art.lineage["max_drop"] = v.max_drop
     return VariantResult(v.name, artifacts, phase=phase)
 
 

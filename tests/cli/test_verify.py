@@ -68,6 +68,7 @@ def test_default_thresholds_are_the_documented_ones():
     (["verify", "{tmp}"], "no manifest.json here"),
     (["verify", "{run}", "--min-agreement", "1.5"], "--min-agreement is a fraction in [0, 1]"),
     (["verify", "{run}", "--max-drop", "-1"], "--max-drop is in percentage points and must be >= 0"),
+    (["verify", "{run}", "--max-drop", "lots"], "--max-drop takes a number of percentage points, got 'lots'"),
     (["verify", "{noref}"], "no reference.npz here"),
 ])
 def test_bad_verify_input_is_a_one_line_error(run_copy, tmp_path, capsys, argv, message):
@@ -80,3 +81,32 @@ def test_bad_verify_input_is_a_one_line_error(run_copy, tmp_path, capsys, argv, 
     assert main(argv) == 2
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 1 and message in err[0]
+
+
+def _set_lineage_max_drop(run, name, points):
+    path = run / "manifest.json"
+    manifest = json.loads(path.read_text())
+    for entry in manifest["artifacts"]:
+        if entry["name"] == name:
+            entry.setdefault("lineage", {})["max_drop"] = points
+    path.write_text(json.dumps(manifest))
+
+
+def test_variant_budget_replaces_max_drop(run_copy, capsys):
+    # a negative budget: any file short of beating the reference by a point is over it
+    _set_lineage_max_drop(run_copy, "tflite_int8", -1.0)
+    assert main(["verify", str(run_copy), *LOOSE, "--json"]) == 1
+    verdict = json.loads(capsys.readouterr().out)
+    int8 = next(a for a in verdict["artifacts"] if a["name"] == "tflite_int8")
+    assert not int8["passed"] and int8["budget_points"] == -1.0 and "allowed -1" in int8["reasons"][0]
+    assert all(a["passed"] for a in verdict["artifacts"] if a["name"] != "tflite_int8")
+
+
+def test_significant_forgives_noise_only(run_copy, capsys):
+    _set_lineage_max_drop(run_copy, "tflite_int8", -1.0)
+    assert main(["verify", str(run_copy), *LOOSE, "--significant", "--json"]) == 0  # a tiny change: p >= 0.05
+    verdict = json.loads(capsys.readouterr().out)
+    assert next(a for a in verdict["artifacts"] if a["name"] == "tflite_int8")["p_value"] >= 0.05
+    victim = run_copy / "artifacts" / "tflite_int8.tflite"
+    victim.write_bytes(victim.read_bytes()[:2000])
+    assert main(["verify", str(run_copy), *LOOSE, "--significant"]) == 1  # a damaged file still fails
