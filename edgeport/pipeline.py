@@ -16,10 +16,12 @@ import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
+import numpy as np
+
 from edgeport.core import files
 from edgeport.core.data import DataConfig, Dataset, load_dataset
 from edgeport.core.environment import cpu_count
-from edgeport.core.errors import ConfigError, EdgeportError, InputError
+from edgeport.core.errors import ConfigError, EdgeportError, InputError, OutputError
 from edgeport.core.run import RunFolder
 from edgeport.runtime.bench import BenchConfig  # re-exported: the settings live with the benchmark
 
@@ -158,7 +160,8 @@ def evaluate_run(run_dir: str | Path, bench_cfg: BenchConfig | None = BenchConfi
                 task = progress.add_task(f"eval {entry['name']}", total=len(images))
                 row = artifact_row(entry)
                 try:
-                    row, found = evaluate_artifact(run.path / entry["path"], entry, images, labels, reference,
+                    source = source_probs(run.path, entry, labels, reference)
+                    row, found = evaluate_artifact(run.path / entry["path"], entry, images, labels, source,
                                                    progress=lambda n, t=task: progress.update(t, completed=n))
                     if found is not None:
                         predictions[entry["name"]] = found
@@ -199,6 +202,24 @@ def add_delta_stats(report: dict, predictions: dict, labels) -> None:
             stats = delta_stats(ref_correct, predictions[row["name"]] == labels)
             row["delta"] = {**asdict(stats), "significant": stats.significant}
     report["reference"]["resolvable_points"] = resolvable_points(len(labels))
+
+
+def source_probs(run_path: Path, entry: dict, labels, reference):
+    """What an artifact's fidelity is measured against: the test-set probabilities of the Keras model it was
+    converted from (a fine-tuned variant's, lineage source_predictions), else the run's reference."""
+    rel = (entry.get("lineage") or {}).get("source_predictions")
+    if not rel or reference is None:
+        return reference
+    path = run_path / rel
+    try:
+        with np.load(path, allow_pickle=False) as z:
+            probs, source_labels = z["probs"], z["labels"]
+    except (OSError, KeyError, ValueError) as exc:
+        raise OutputError(f"{path}: unreadable source predictions ({exc})") from None
+    n = len(labels)  # a run evaluated on the first N test images compares with the first N predictions
+    if len(source_labels) < n or not np.array_equal(source_labels[:n], labels):
+        raise OutputError(f"{path}: source predictions were made on a different test set")
+    return probs[:n]
 
 
 def artifact_row(entry: dict) -> dict:

@@ -4,7 +4,8 @@
 on the run's test set (the report could be stale, the file could have changed since) and checks, per file:
 it loads and runs; its sha256 still matches the manifest; its accuracy is at most `max_drop` percentage
 points below the Keras reference's (a variant's own `max_drop` from its lineage, when the recipe set one;
-with `significant`, a drop over budget fails only when McNemar's exact test gives p < 0.05); its top-1 agreement with the reference is at least `min_agreement`.
+with `significant`, a drop over budget fails only when McNemar's exact test gives p < 0.05);
+its top-1 agreement with the reference is at least `min_agreement`.
 No TensorFlow: it needs only the runtime and reference.npz, which the train stage writes.
 """
 

@@ -230,8 +230,11 @@ def make_variant(v: Variant, run: RunFolder, cfg: ExportConfig, stage: Path, com
             print(f"compress {v.name}: {v.compress.method.value} {v.compress.settings()}", file=sys.stderr)
             result = compressor.run(v.compress, files.ensure_writable_dir(stage / COMPRESSED_DIR), v.name)
             source = result.path
+            probs = result.lineage.pop("source_predictions", None)
             training = {"model": run.model_name, "variant": v.name,
                         "source_model": result.path.relative_to(stage).as_posix(), **result.lineage}
+            if probs is not None:
+                training["source_predictions"] = (result.path.parent / probs).relative_to(stage).as_posix()
             memo = compressor.phase(v.compress)
             if memo is not None:
                 phase = {"file": training["source_model"], "lineage": memo}
@@ -246,6 +249,8 @@ def make_variant(v: Variant, run: RunFolder, cfg: ExportConfig, stage: Path, com
         art.lineage["file_weights"] = weight_stats(stage / art.path)
         if v.max_drop is not None:
             art.lineage["max_drop"] = v.max_drop
+        if "source_predictions" in training:  # fidelity is measured against the model the file was converted from
+            art.lineage["source_predictions"] = training["source_predictions"]
     return VariantResult(v.name, artifacts, phase=phase)
 
 

@@ -44,6 +44,7 @@ class Method(str, Enum):
 
 
 QUANTISED = (Method.QAT, Method.PQAT, Method.CQAT)  # saved with tfmot wrappers: see `model_suffix`, `load_model`
+PROBS_SUFFIX = ".probs.npz"  # a fine-tuned model's test-set probabilities (plain npz), beside the model
 KERNEL_LAYERS = ("Conv2D", "DepthwiseConv2D", "Dense")  # the layers whose kernels are pruned / clustered
 SETTINGS = {  # the settings each method reads; a recipe may set only these (plus the shared fine-tune ones)
     Method.FLOAT: (),
@@ -274,9 +275,15 @@ class Compressor:
             model, lineage = self._apply(cfg)
         lineage["distribution"] = self.dist.record(cfg.batch_size, cfg.learning_rate)
         lineage["folded_into_dense"] = self.folded  # BN (+ ReLU) layers folded into their Dense, before every method
-        lineage["keras_test_accuracy"] = self._accuracy(model)
+        probs = self._probs(model)
+        lineage["keras_test_accuracy"] = float((probs.argmax(1) == self.data.test_labels).mean())
         lineage["seconds"] = round(time.perf_counter() - t0, 1)
         out = Path(out_dir) / f"{name}{model_suffix(cfg.method)}"
+        predictions = Path(out_dir) / f"{name}{PROBS_SUFFIX}"
+        with files.atomic_path(predictions) as tmp:
+            with open(tmp, "wb") as f:
+                np.savez(f, probs=probs.astype(np.float32), labels=self.data.test_labels)
+        lineage["source_predictions"] = predictions.name
         if cfg.method in QUANTISED:
             save_qat(model, lineage.pop("_start"), cfg.method, out)
         else:
@@ -344,11 +351,11 @@ class Compressor:
                   batch_size=batch, epochs=1, shuffle=False, callbacks=list(callbacks), verbose=self.verbose)
         return steps
 
-    def _accuracy(self, model) -> float:
+    def _probs(self, model) -> np.ndarray:
+        """The fine-tuned model's test-set probabilities: what its converted files are compared with."""
         from edgeport.train.fit import predict_probs
 
-        probs = predict_probs(model, self.spec, self.data.test_images)
-        return float((probs.argmax(1) == self.data.test_labels).mean())
+        return predict_probs(model, self.spec, self.data.test_images)
 
     def _copy(self, model):
         """An independent copy with the same weights, so fine-tuning never touches the trained (or memoised) model."""
