@@ -113,6 +113,35 @@ def bench_where(report: dict) -> str:
     return f" All measured on one machine: {w.get('host')} ({w.get('kind', 'local')}{node}{cpus})."
 
 
+DELTA_HEADERS = ["artifact", "fidelity vs", "change (points)", "95% CI", "only ref right", "only file right",
+                 "McNemar p", "significant"]
+
+
+def delta_note(report: dict) -> str:
+    """What the change table means and the smallest change this test set can resolve."""
+    res = (report.get("reference") or {}).get("resolvable_points")
+    n = (report.get("dataset") or {}).get("test_images", "?")
+    return ("Compression cost: each file's accuracy change against the Keras reference, in percentage points, "
+            "with a 95% paired bootstrap interval over test images (seeded) and McNemar's exact test on the "
+            "images only one of them gets right. Conversion fidelity (agreement, max |dp|) is measured against "
+            "the model each file was converted from: the fine-tuned variant's own Keras model, else the reference."
+            + (f" On {n} test images no change smaller than {res:.2f} points can be significant (p < 0.05): "
+               "smaller differences between rows are noise, not a ranking." if res is not None else ""))
+
+
+def delta_rows(report: dict) -> list[list[str]]:
+    """One row per evaluated artifact: its accuracy change against the reference with CI and p-value."""
+    out = []
+    for r in report.get("artifacts", []):
+        d = r.get("delta")
+        if not d:
+            continue
+        source = "variant" if (r.get("lineage") or {}).get("source_predictions") else "reference"
+        out.append([r["name"], source, f"{d['delta_points']:+.2f}", f"[{d['ci_low']:+.2f}, {d['ci_high']:+.2f}]",
+                    str(d["only_a"]), str(d["only_b"]), f"{d['p_value']:.2g}", "yes" if d["significant"] else "no"])
+    return out
+
+
 def _md_table(headers: list[str], rows: list[list[str]]) -> list[str]:
     return (["| " + " | ".join(headers) + " |", "|" + "---|" * len(headers)]
             + ["| " + " | ".join(str(c) for c in r) + " |" for r in rows])
@@ -129,6 +158,9 @@ def to_markdown(report: dict) -> str:
         lines += [f"> note: {n}" for n in report["notes"]] + [""]
     lines += _md_table([h for h, _, _ in COLUMNS], reference_rows(report) + [_cells(r) for r in
                                                                              report.get("artifacts", [])])
+    if delta_rows(report):
+        lines += ["", "## Accuracy change vs the reference", "", delta_note(report), ""]
+        lines += _md_table(DELTA_HEADERS, delta_rows(report))
     failed = [r for r in report.get("artifacts", []) if r.get("status", "ok") != "ok"]
     if failed:
         lines += ["", "## Failures", ""] + [f"- **{r['name']}**: {r.get('error', r['status'])}" for r in failed]

@@ -163,6 +163,10 @@ def to_html(report: dict, run_dir: str | Path) -> str:
         if r.get("status", "ok") != "ok":
             parts.append(f"<p class='wrong'>{esc(r['name'])}: {esc(str(r.get('error', r['status'])))}</p>")
 
+    delta_rows = rpt.delta_rows(report)
+    if delta_rows:
+        parts += ["<h2>Accuracy change vs the reference</h2>", f"<p class='note'>{esc(rpt.delta_note(report))}</p>",
+                  _table(rpt.DELTA_HEADERS, delta_rows, left=2)]
     bench_rows = rpt.bench_rows(report)
     if bench_rows:
         parts += ["<h2>Benchmark</h2>", f"<p class='note'>{esc(rpt.BENCH_NOTE)}</p>",

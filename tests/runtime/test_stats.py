@@ -35,3 +35,17 @@ def test_delta_stats_seeded_and_sized():
 def test_delta_stats_rejects_mismatched():
     with pytest.raises(ValueError):
         delta_stats(np.ones(3, bool), np.ones(4, bool))
+
+
+def test_report_states_change_ci_and_resolution():
+    from edgeport.runtime.report import to_markdown
+
+    report = {"run": "r", "dataset": {"test_images": 10000, "source": "mnist"},
+              "reference": {"accuracy": 0.99, "resolvable_points": 0.06},
+              "artifacts": [{"name": "prune_tflite_int8", "status": "ok", "accuracy": 0.987, "agreement": 0.999,
+                             "lineage": {"source_predictions": "compressed/prune.probs.npz"},
+                             "delta": {"delta_points": -0.3, "ci_low": -0.45, "ci_high": -0.15, "p_value": 2e-5,
+                                       "only_a": 40, "only_b": 10, "significant": True}}]}
+    md = to_markdown(report)
+    assert "| prune_tflite_int8 | variant | -0.30 | [-0.45, -0.15] | 40 | 10 | 2e-05 | yes |" in md
+    assert "smaller than 0.06 points" in md
