@@ -48,12 +48,18 @@ def export_onnx_qdq(model, path: Path, ctx) -> dict:
     if not is_qat(model):
         raise ExportError("onnx_qdq needs a quantisation-aware model (method qat, pqat or cqat); this model has no "
                           "fake-quantisation layers")
+    from edgeport.export.qdq_weights import int8_weights
+
     conversion = export_onnx_fp32(model, path, ctx)  # tf2onnx turns FakeQuantWithMinMaxVars into Q/DQ pairs
-    ops = [n.op_type for n in onnx.load(str(path)).graph.node]
+    proto = onnx.load(str(path))
+    ops = [n.op_type for n in proto.graph.node]
     counts = {op: ops.count(op) for op in QDQ_OPS}
     if not all(counts.values()):
         raise ExportError(f"onnx_qdq: tf2onnx wrote no {'/'.join(QDQ_OPS)} nodes from this QAT model")
-    return {**conversion, "converter": "tf2onnx.convert.from_keras (QAT model)", "qdq_nodes": counts}
+    weights = int8_weights(proto)  # float weights + Q/DQ -> int8 initializers + DequantizeLinear
+    onnx.checker.check_model(proto)
+    onnx.save(proto, str(path))
+    return {**conversion, "converter": "tf2onnx.convert.from_keras (QAT model)", "qdq_nodes": counts, **weights}
 
 
 @register("onnx_static_int8", format="onnx", precision="int8", suffix=".onnx",
