@@ -101,7 +101,7 @@ def recipe_run(tiny_run, tmp_path_factory):
         shutil.copy(tiny_run / name, run / name)
     recipe = parse_recipe(_recipe(
         {"method": "float", "targets": ["tflite_int8_float_io", "onnx_static_int8"], "calibration_size": 32},
-        {"method": "qat", "targets": ["tflite_int8", "onnx_qdq"]},
+        {"method": "qat", "targets": ["tflite_int8", "onnx_qdq"], "max_drop": 0.5},
         {"method": "pqat", "sparsity": 0.8, "min_weights": 0, "targets": ["tflite_int8"]},  # tiny: prune every layer
         epochs=0.5, batch_size=64), "test.toml")
     export_run(run, ExportConfig(calibration_size=48, validation_size=64), recipe=recipe)
@@ -150,6 +150,39 @@ def test_quantised_onnx_files_hold_qdq_nodes(recipe_run):
     assert conv["per_channel"] and conv["pre_process"] and conv["calibration"]["size"] == 32
 
 
+def test_variant_budget_and_own_predictions_in_the_lineage(recipe_run):
+    import numpy as np
+
+    arts = _artifacts(recipe_run)
+    assert arts["qat_onnx_qdq"]["lineage"]["max_drop"] == 0.5 and "max_drop" not in arts["pqat_tflite_int8"]["lineage"]
+    rel = arts["qat_tflite_int8"]["lineage"]["source_predictions"]
+    assert rel == "compressed/qat.probs.npz" and "source_predictions" not in arts["onnx_static_int8"]["lineage"]
+    with np.load(recipe_run / rel, allow_pickle=False) as z:
+        assert z["probs"].dtype == np.float32 and len(z["probs"]) == len(z["labels"])
+
+
+def test_qat_onnx_is_int8_and_agrees_with_the_qat_tflite(recipe_run):
+    import numpy as np
+    import onnx
+    from onnx import numpy_helper
+
+    from edgeport.pipeline import evaluate_run
+
+    arts = _artifacts(recipe_run)
+    model = onnx.load(str(recipe_run / arts["qat_onnx_qdq"]["path"]))
+    onnx.checker.check_model(model)
+    big = [numpy_helper.to_array(i) for i in model.graph.initializer if numpy_helper.to_array(i).size >= 64]
+    assert big and all(w.dtype == np.int8 for w in big)
+    assert arts["qat_onnx_qdq"]["bytes"] <= 1.3 * arts["onnx_static_int8"]["bytes"]
+    assert arts["qat_onnx_qdq"]["lineage"]["conversion"]["int8_weights"] > 0
+    report = evaluate_run(recipe_run, None)
+    names = report["fidelity"]["names"]
+    i, j = names.index("qat_onnx_qdq"), names.index("qat_tflite_int8")
+    assert report["fidelity"]["pairwise_agreement"][i][j] >= 0.98
+    rows = {r["name"]: r for r in report["artifacts"]}
+    assert 0 <= rows["qat_onnx_qdq"]["delta"]["p_value"] <= 1 and rows["qat_onnx_qdq"]["agreement"] >= 0.98
+
+
 def test_onnx_qdq_refuses_a_float_model(tiny_run, tmp_path):
     from edgeport.export.export import ExportConfig, export_model
 
@@ -168,6 +201,12 @@ def test_report_gains_the_rows_without_runtime_changes(recipe_run):
         assert row["status"] == "ok" and 0 <= row["accuracy"] <= 1 and row["lineage"]["training"], name
     for name in ("tflite_int8_float_io", "onnx_static_int8"):  # post-training: the same model as the reference
         assert rows[name]["agreement"] >= 0.9, name
+
+
+@pytest.mark.parametrize("value", [-0.1, "lots"])
+def test_bad_variant_max_drop(value):
+    with pytest.raises(ConfigError, match=r"variant 1 \(float\): max_drop"):
+        parse_recipe(_recipe({"method": "float", "targets": ["tflite_int8"], "max_drop": value}))
 
 
 @pytest.mark.parametrize("resources, match", [
