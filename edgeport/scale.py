@@ -214,7 +214,7 @@ class RayExecutor:
                  reference: np.ndarray | None, bench_cfg) -> tuple[list[dict], dict, dict | None]:
         """Evaluate every manifest entry as its own task, then benchmark the files that ran in one task on one
         node. Returns (report rows in manifest order, {name: top-1 predictions}, where the benchmarks ran)."""
-        from edgeport.pipeline import artifact_row
+        from edgeport.pipeline import artifact_row, source_probs
         from edgeport.runtime.bench import headline
 
         put = self.ray.put
@@ -225,7 +225,13 @@ class RayExecutor:
             path = run / e["path"]
             if path.is_file():
                 task = self._evaluate.options(num_cpus=1, name=f"edgeport eval {e['name']}", **retry)
-                refs[e["name"]] = task.remote(e, path.read_bytes(), *data)
+                try:  # fidelity against the model the file was converted from
+                    source = (e.get("lineage") or {}).get("source_predictions")
+                    args = data if not source else (*data[:2], put(source_probs(run, e, labels, reference)))
+                except EdgeportError as exc:
+                    rows[e["name"]] = artifact_row(e) | {"status": "failed", "error": str(exc)}
+                    continue
+                refs[e["name"]] = task.remote(e, path.read_bytes(), *args)
             else:
                 rows[e["name"]] = artifact_row(e) | {"status": "failed", "error": f"{path}: model file not found"}
 
