@@ -453,7 +453,7 @@ def cmd_verify(args) -> int:
         for a in verdict.artifacts:
             acc = "-" if a.accuracy is None else f"{a.accuracy:.2%}"
             agr = "-" if a.agreement is None else f"{a.agreement:.2%}"
-            cost = "" if a.drop_points is None else (f"  cost {a.drop_points:+.2f} pt (budget {a.budget_points:g}"
+            cost = "" if a.drop_points is None else (f"  drop {a.drop_points:.2f} pt (budget {a.budget_points:g}"
                                                      + (f", p={a.p_value:.2g})" if a.p_value is not None else ")"))
             print(f"{'PASS' if a.passed else 'FAIL'}  {a.name:<24} accuracy {acc:>7}  agreement {agr:>7}{cost}")
     for a in verdict.artifacts:
