@@ -234,8 +234,10 @@ def import_model(cfg: ImportConfig, out_dir: str | Path) -> ImportResult:
                             for b in iter_batches(data.test_images, 2048)] or [np.zeros((0, classes), np.float32)])
     accuracy = float((probs.argmax(1) == data.test_labels).mean()) if len(probs) else float("nan")
     if len(probs) and accuracy < min(1.0, 2.0 / classes):
-        notes.append(f"{src.name} gets {accuracy:.1%} on {data.source}, near chance for {classes} classes: check the "
-                     "pixel scaling (--input-scale, --mean, --std) and that the class order matches the model's")
+        where = "below" if accuracy < 1.0 / classes else "near"
+        notes.append(f"{src.name} gets {accuracy:.1%} on {data.source}, {where} chance for {classes} classes: "
+                     "check the pixel scaling (--input-scale, --mean, --std) and that the class order matches the "
+                     "model's training (class folders are read in sorted order; the model may have used another)")
 
     out = files.ensure_writable_dir(out_dir)
     run = RunFolder(out)
@@ -321,6 +323,10 @@ def _rescales_itself(model) -> bool:
 def _scale_notes(model, cfg: ImportConfig, spec) -> list[str]:
     if cfg.scale is not None:
         return []
+    if cfg.mean is not None or cfg.std is not None:
+        how = "raw pixels 0..255" if spec.scale == 1.0 else "x / 255"
+        return [f"pixels are {how}, then (x - mean) / std with mean {tuple(spec.mean)}, std {tuple(spec.std)} "
+                "(--input-scale to change the first step)"]
     if spec.scale == 1.0:
         return ["the model starts with a Rescaling layer, so it gets raw pixels 0..255 (--input-scale to change)"]
     return ["pixels are scaled to [0, 1] (x / 255) for the model; a model file does not say how it was trained: "
