@@ -133,10 +133,21 @@ def _loading(path: Path, load):
     try:
         return load()
     except Exception as exc:  # Keras raises many types; the user needs the file and one line
-        text = _first_line(exc)
-        hint = ("; a custom layer loads only with its code registered (use the Python API) — or export the model "
-                "as a SavedModel" if "Could not locate" in text or "Unknown layer" in text or "custom" in text else "")
-        raise ModelFileError(f"{path}: not a loadable Keras model ({text}){hint}") from None
+        raise ModelFileError(_load_error(path, exc)) from None
+
+
+def _load_error(path: Path, exc: BaseException) -> str:
+    """One line for a model that does not load; an unregistered custom layer is named with the remedy."""
+    import re
+
+    full = str(exc)
+    found = re.search(r"(?:Could not locate class|Unknown layer:?)\s*'?([A-Za-z_][\w.>]*)'?", full)
+    if found or "custom" in full.lower():
+        what = f"custom layer class {found.group(1)!r}" if found else "a custom layer"
+        return (f"{path}: uses {what}, which is not registered: decorate it with "
+                "@keras.saving.register_keras_serializable() and import it before loading (Python API), "
+                "or export the model as a SavedModel")
+    return f"{path}: not a loadable Keras model ({_first_line(exc)})"
 
 
 def _refuse_h5_code(path: Path) -> None:

@@ -17,3 +17,15 @@ def test_scale_note_without_mean_std_is_unchanged():
     spec = SimpleNamespace(scale=1 / 255, mean=(0.0,), std=(1.0,))
     (note,) = _scale_notes(None, cfg, spec)
     assert "x / 255" in note
+
+
+def test_unregistered_custom_layer_error_names_class_and_remedy():
+    from pathlib import Path
+
+    from train.bring import _load_error
+
+    exc = TypeError("Could not locate class 'MyBlock'. Make sure custom classes are decorated with "
+                    "`@keras.saving.register_keras_serializable()`. Full object config: " + "{'x': 1}" * 100)
+    msg = _load_error(Path("m.keras"), exc)
+    assert "'MyBlock'" in msg and "register_keras_serializable" in msg and "SavedModel" in msg
+    assert "\n" not in msg and msg.endswith("SavedModel")
