@@ -85,16 +85,21 @@ def _import_config(args, data):
 
 
 def _scale(value: str | None) -> float | None:
+    """Parse --input-scale: a float or "a/b" with float parts (1/255, 1/127.5, 0.5/127.5)."""
     if value is None:
         return None
-    from fractions import Fraction
+    import math
 
+    parts = value.strip().split("/")
     try:
-        scale = float(Fraction(value.strip()))
+        if len(parts) > 2:
+            raise ValueError(value)
+        scale = float(parts[0]) if len(parts) == 1 else float(parts[0]) / float(parts[1])
     except (ValueError, ZeroDivisionError):
-        raise ConfigError(f"--input-scale takes a number or a fraction such as 1/255, got {value!r}") from None
-    if not scale > 0:
-        raise ConfigError(f"--input-scale must be > 0, got {value!r}")
+        raise ConfigError(
+            f"--input-scale takes a number or a fraction such as 1/255 or 1/127.5, got {value!r}") from None
+    if not (math.isfinite(scale) and scale > 0):
+        raise ConfigError(f"--input-scale must be a finite number > 0, got {value!r}")
     return scale
 
 

@@ -32,7 +32,7 @@ def export_tflite_fp32(model, path: Path, ctx) -> dict:
 
 
 @register("tflite_int8", format="tflite", precision="int8", suffix=".tflite",
-          description="TFLite full-integer int8, int8 I/O, calibrated on training images (QAT: trained ranges)",
+          description="TFLite full-integer int8, int8 I/O, calibrated on training images",
           atol=None, min_agreement=0.95)
 def export_tflite_int8(model, path: Path, ctx) -> dict:
     return full_int8(_converter(model, ctx), model, path, ctx, int8_io=True)

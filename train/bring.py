@@ -133,10 +133,21 @@ def _loading(path: Path, load):
     try:
         return load()
     except Exception as exc:  # Keras raises many types; the user needs the file and one line
-        text = _first_line(exc)
-        hint = ("; a custom layer loads only with its code registered (use the Python API) — or export the model "
-                "as a SavedModel" if "Could not locate" in text or "Unknown layer" in text or "custom" in text else "")
-        raise ModelFileError(f"{path}: not a loadable Keras model ({text}){hint}") from None
+        raise ModelFileError(_load_error(path, exc)) from None
+
+
+def _load_error(path: Path, exc: BaseException) -> str:
+    """One line for a model that does not load; an unregistered custom layer is named with the remedy."""
+    import re
+
+    full = str(exc)
+    found = re.search(r"(?:Could not locate class|Unknown layer:?)\s*'?([A-Za-z_][\w.>]*)'?", full)
+    if found or "custom" in full.lower():
+        what = f"custom layer class {found.group(1)!r}" if found else "a custom layer"
+        return (f"{path}: uses {what}, which is not registered: decorate it with "
+                "@keras.saving.register_keras_serializable() and import it before loading (Python API), "
+                "or export the model as a SavedModel")
+    return f"{path}: not a loadable Keras model ({_first_line(exc)})"
 
 
 def _refuse_h5_code(path: Path) -> None:
@@ -234,8 +245,10 @@ def import_model(cfg: ImportConfig, out_dir: str | Path) -> ImportResult:
                             for b in iter_batches(data.test_images, 2048)] or [np.zeros((0, classes), np.float32)])
     accuracy = float((probs.argmax(1) == data.test_labels).mean()) if len(probs) else float("nan")
     if len(probs) and accuracy < min(1.0, 2.0 / classes):
-        notes.append(f"{src.name} gets {accuracy:.1%} on {data.source}, near chance for {classes} classes: check the "
-                     "pixel scaling (--input-scale, --mean, --std) and that the class order matches the model's")
+        where = "below" if accuracy < 1.0 / classes else "near"
+        notes.append(f"{src.name} gets {accuracy:.1%} on {data.source}, {where} chance for {classes} classes: "
+                     "check the pixel scaling (--input-scale, --mean, --std) and that the class order matches the "
+                     "model's training (class folders are read in sorted order; the model may have used another)")
 
     out = files.ensure_writable_dir(out_dir)
     run = RunFolder(out)
@@ -321,6 +334,10 @@ def _rescales_itself(model) -> bool:
 def _scale_notes(model, cfg: ImportConfig, spec) -> list[str]:
     if cfg.scale is not None:
         return []
+    if cfg.mean is not None or cfg.std is not None:
+        how = "raw pixels 0..255" if spec.scale == 1.0 else "x / 255"
+        return [f"pixels are {how}, then (x - mean) / std with mean {tuple(spec.mean)}, std {tuple(spec.std)} "
+                "(--input-scale to change the first step)"]
     if spec.scale == 1.0:
         return ["the model starts with a Rescaling layer, so it gets raw pixels 0..255 (--input-scale to change)"]
     return ["pixels are scaled to [0, 1] (x / 255) for the model; a model file does not say how it was trained: "
