@@ -31,7 +31,7 @@ def export_onnx_fp32(model, path: Path, ctx) -> dict:
     return {"converter": converter, "tf2onnx": tf2onnx.__version__, "opset": OPSET}
 
 
-# ---- quantised ONNX (issue 3) ----------------------------------------------------------------------------------
+# ---- quantised ONNX --------------------------------------------------------------------------------------------
 
 QDQ_OPS = ("QuantizeLinear", "DequantizeLinear")
 

@@ -69,7 +69,7 @@ def _ranges(qat: bool, ctx) -> dict:
                                                               "calibration": ctx.calibration_info()}
 
 
-# ---- post-training modes (issue 3): each a converter setting on the same Keras model --------------------------
+# ---- post-training modes: each a converter setting on the same Keras model --------------------------
 
 
 def _representative(ctx):
