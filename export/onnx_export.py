@@ -48,6 +48,7 @@ def export_onnx_qdq(model, path: Path, ctx) -> dict:
     if not is_qat(model):
         raise ExportError("onnx_qdq needs a quantisation-aware model (method qat, pqat or cqat); this model has no "
                           "fake-quantisation layers")
+    from edgeport.export.qdq_fuse import fuse_for_integer_kernels
     from edgeport.export.qdq_weights import int8_weights
 
     conversion = export_onnx_fp32(model, path, ctx)  # tf2onnx turns FakeQuantWithMinMaxVars into Q/DQ pairs
@@ -57,9 +58,11 @@ def export_onnx_qdq(model, path: Path, ctx) -> dict:
     if not all(counts.values()):
         raise ExportError(f"onnx_qdq: tf2onnx wrote no {'/'.join(QDQ_OPS)} nodes from this QAT model")
     weights = int8_weights(proto)  # float weights + Q/DQ -> int8 initializers + DequantizeLinear
+    fused = fuse_for_integer_kernels(proto)  # Relu and float biases out of the way of onnxruntime's QDQ fusion
     onnx.checker.check_model(proto)
     onnx.save(proto, str(path))
-    return {**conversion, "converter": "tf2onnx.convert.from_keras (QAT model)", "qdq_nodes": counts, **weights}
+    return {**conversion, "converter": "tf2onnx.convert.from_keras (QAT model)", "qdq_nodes": counts, **weights,
+            **fused}
 
 
 @register("onnx_static_int8", format="onnx", precision="int8", suffix=".onnx",
