@@ -175,6 +175,10 @@ def test_qat_onnx_is_int8_and_agrees_with_the_qat_tflite(recipe_run):
     assert big and all(w.dtype == np.int8 for w in big)
     assert arts["qat_onnx_qdq"]["bytes"] <= 1.3 * arts["onnx_static_int8"]["bytes"]
     assert arts["qat_onnx_qdq"]["lineage"]["conversion"]["int8_weights"] > 0
+    assert arts["qat_onnx_qdq"]["lineage"]["conversion"]["activations_moved"] > 0
+    from edgeport.export.qdq_fuse import float_layers_after_optimisation
+
+    assert float_layers_after_optimisation(model.SerializeToString()) == []  # every layer an integer kernel
     report = evaluate_run(recipe_run, None)
     names = report["fidelity"]["names"]
     i, j = names.index("qat_onnx_qdq"), names.index("qat_tflite_int8")
