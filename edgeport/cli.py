@@ -163,6 +163,16 @@ def _data_config(args, base=None):
     return replace(base or DataConfig(), **changes)
 
 
+def _add_calibration_args(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--calibration-method", default=None, metavar="M",
+                   help="onnx_static_int8's calibrator: minmax (default), percentile or entropy (onnxruntime's). "
+                        "TFLite's converter has no choice: it always takes each tensor's absolute min/max")
+    p.add_argument("--calibration-curve", action="store_true",
+                   help="also convert each calibrated int8 target of the reference model with 10, 50, 100, 500 "
+                        "and 1000 calibration images and plot accuracy on the validation split in the report "
+                        "(costs one conversion per point)")
+
+
 def _add_bench_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--runs", type=int, default=None, help="timed batch-1 runs per artifact (default 200)")
     p.add_argument("--warmup", type=int, default=None, help="untimed runs first (default 20)")
@@ -215,6 +225,10 @@ def _configs(args):
         ec = replace(ec, targets=_targets(args.targets))
     if getattr(args, "calibration_size", None) is not None:
         ec = replace(ec, calibration_size=args.calibration_size)
+    if getattr(args, "calibration_method", None) is not None:
+        ec = replace(ec, calibration_method=args.calibration_method)
+    if getattr(args, "calibration_curve", False):
+        ec = replace(ec, calibration_curve=True)
     bflags = {"runs": "runs", "warmup": "warmup", "time_budget": "time_budget_s", "memory_repeats": "memory_repeats"}
     bc = replace(bc, **{f: getattr(args, a) for a, f in bflags.items() if getattr(args, a, None) is not None})
     for flag in ("threads", "batch_sizes"):
@@ -318,6 +332,10 @@ def cmd_export(args) -> int:
 
     _, ec, _ = _configs(args)
     recipe = _recipe(args, by_default=False)
+    ec.validate()
+    from edgeport.export.calibration_curve import check_curve
+
+    check_curve(ec, recipe)  # before a --model FILE is imported
     strategy = args.strategy or "auto"
     from edgeport.train.distribute import check_strategy
 
@@ -491,6 +509,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--out", default=None, help="output folder (overrides --name)")
     p.add_argument("--targets", default=None, help="comma-separated export targets (see `edgeport models`)")
     p.add_argument("--calibration-size", type=int, default=None, help="int8 calibration images (default 500)")
+    _add_calibration_args(p)
     p.add_argument("--recipe", default=None, help="compression recipe TOML (default: the packaged full matrix "
                                                   "unless --targets is given)")
     _add_ray_arg(p, "each recipe variant and each evaluation")
@@ -511,7 +530,8 @@ def build_parser() -> argparse.ArgumentParser:
     _add_data_args(p, training=True)
     _add_import_args(p)
     p.add_argument("--targets", "--target", default=None, help="comma-separated export targets (c-array: C array)")
-    p.add_argument("--calibration-size", type=int, default=None)
+    p.add_argument("--calibration-size", type=int, default=None, help="int8 calibration images (default 500)")
+    _add_calibration_args(p)
     p.add_argument("--recipe", default=None, help="compression recipe TOML, or 'default' for the full matrix")
     _add_strategy_arg(p)
     _add_ray_arg(p, "each recipe variant")

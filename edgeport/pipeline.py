@@ -22,7 +22,7 @@ from edgeport.core import files
 from edgeport.core.data import DataConfig, Dataset, load_dataset
 from edgeport.core.environment import cpu_count
 from edgeport.core.errors import ConfigError, EdgeportError, InputError, OutputError
-from edgeport.core.run import RunFolder
+from edgeport.core.run import CALIBRATION_CURVE, RunFolder
 from edgeport.runtime.bench import BenchConfig  # re-exported: the settings live with the benchmark
 
 
@@ -69,6 +69,10 @@ def run_pipeline(out_dir: str | Path, train_cfg=None, export_cfg=None, bench_cfg
     train_cfg = train_cfg or TrainConfig()
     export_cfg = export_cfg or ExportConfig()
     train_cfg.validate()
+    export_cfg.validate()
+    from edgeport.export.calibration_curve import check_curve
+
+    check_curve(export_cfg, recipe)  # a curve without a calibrated target: say so before training
     if import_cfg is not None:
         import_cfg.validate()
         if train_cfg.strategy == "multi-worker":
@@ -141,6 +145,8 @@ def evaluate_run(run_dir: str | Path, bench_cfg: BenchConfig | None = BenchConfi
         "environment": {"python": platform.python_version(), "machine": platform.machine(),
                         "cpus": cpu_count(), **(manifest.get("packages") or {})},
     }
+    if (run.path / CALIBRATION_CURVE).is_file():  # written by export --calibration-curve
+        report["calibration_curve"] = files.read_json(run.path / CALIBRATION_CURVE, "calibration curve")
     if reference is not None:
         ref_confusion = confusion_matrix(labels, reference.argmax(1), max(reference.shape[1], int(labels.max()) + 1))
         report["reference"]["confusion"] = ref_confusion.tolist()

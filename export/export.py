@@ -22,9 +22,10 @@ from edgeport.core.environment import package_versions
 from edgeport.core.errors import ConfigError, ExportError
 from edgeport.core.manifest import MANIFEST, Artifact, write_manifest
 from edgeport.core.metadata import file_metadata
-from edgeport.core.run import RunFolder
+from edgeport.core.run import CALIBRATION_CURVE, RunFolder
 
 ARTIFACTS_DIR = "artifacts"
+CALIBRATION_METHODS = ("minmax", "percentile", "entropy")  # onnxruntime.quantization's CalibrationMethod choices
 
 
 @dataclass(frozen=True)
@@ -33,10 +34,16 @@ class ExportConfig:
     calibration_size: int = 500  # training images fed to the int8 calibrators
     calibration_source: str = "train"  # "train" (first N of the training split) or "val"
     validation_size: int = 256  # test images compared with Keras after each write
+    calibration_method: str = "minmax"  # onnx_static_int8's calibrator: minmax | percentile | entropy (TFLite's
+    # converter has one, absolute min/max, and no choice)
+    calibration_curve: bool = False  # also convert each calibrated target with 10..1000 images, accuracy on val
 
     def validate(self) -> None:
         if self.calibration_size < 1:
             raise ConfigError(f"calibration_size must be >= 1, got {self.calibration_size}")
+        if self.calibration_method not in CALIBRATION_METHODS:
+            raise ConfigError(f"unknown calibration method {self.calibration_method!r}; expected one of: "
+                              f"{', '.join(CALIBRATION_METHODS)}")
         if self.calibration_source not in ("train", "val"):
             raise ConfigError(f"calibration_source must be 'train' or 'val', got {self.calibration_source!r}")
         if not self.targets:
@@ -68,9 +75,10 @@ class ExportContext:
             self._calib = self.spec.normalise(src[: self.cfg.calibration_size])
         return self._calib
 
-    def calibration_info(self) -> dict:
+    def calibration_info(self, method: str) -> dict:
+        """The calibration set for the lineage, and `method`: how the converter turned it into ranges."""
         return {"source": self.cfg.calibration_source, "size": int(len(self.calibration_images())),
-                "dataset": self.run.dataset().source}
+                "dataset": self.run.dataset().source, "method": method}
 
 
 def export_model(model_path: str | Path, run: RunFolder | str | Path, cfg: ExportConfig = ExportConfig(),
@@ -166,6 +174,13 @@ def export_run(run_dir: str | Path, cfg: ExportConfig = ExportConfig(), recipe=N
     leaves unset. `executor` (edgeport.scale) does the work elsewhere: see export_recipe."""
     from edgeport.export.recipe import export_recipe, plain_recipe
 
+    cfg.validate()
+    (Path(run_dir) / CALIBRATION_CURVE).unlink(missing_ok=True)  # an older export's curve would describe other files
+    from edgeport.export.calibration_curve import calibration_curve, check_curve
+
+    curve = check_curve(cfg, recipe)
+    if curve:  # first, so that the manifest is still written last
+        calibration_curve(run_dir, cfg, curve)
     if recipe is not None:
         return export_recipe(run_dir, recipe, cfg, executor=executor, strategy=strategy)
     run = RunFolder(run_dir)

@@ -24,6 +24,7 @@ class Target:
     fn: Callable[..., dict[str, Any]]
     atol: float | None  # max |p - p_keras| allowed at validation; None: quantised, checked by top-1 only
     min_agreement: float = 0.9  # top-1 agreement with Keras on the validation sample, for quantised targets
+    calibrated: bool = False  # its ranges come from calibration images (what --calibration-curve varies)
 
 
 TARGETS: dict[str, Target] = {}
@@ -31,9 +32,9 @@ DEFAULT_TARGETS = ("tflite_fp32", "tflite_int8", "onnx_fp32")
 
 
 def register(name: str, *, format: str, precision: str, suffix: str, description: str,
-             atol: float | None, min_agreement: float = 0.9):
+             atol: float | None, min_agreement: float = 0.9, calibrated: bool = False):
     def deco(fn):
-        TARGETS[name] = Target(name, format, precision, suffix, description, fn, atol, min_agreement)
+        TARGETS[name] = Target(name, format, precision, suffix, description, fn, atol, min_agreement, calibrated)
         return fn
 
     return deco

@@ -6,6 +6,11 @@ from pathlib import Path
 
 from edgeport.export.targets import register
 
+# What TFLite's calibrator does with the representative images (tflite/tools/optimize/calibration: MinMax::Update):
+# the absolute min and max of each tensor over all of them. The converter offers no other method, so
+# --calibration-method (onnx_static_int8's) does not apply to TFLite files, and their lineage says this instead.
+TFLITE_CALIBRATION = "tflite_absolute_min_max"
+
 
 def _converter(model, ctx):
     """A TFLite converter over `model`: a Keras model (tf-keras or Keras 3), or a SavedModel's serving signature."""
@@ -33,7 +38,7 @@ def export_tflite_fp32(model, path: Path, ctx) -> dict:
 
 @register("tflite_int8", format="tflite", precision="int8", suffix=".tflite",
           description="TFLite full-integer int8, int8 I/O, calibrated on training images",
-          atol=None, min_agreement=0.95)
+          atol=None, min_agreement=0.95, calibrated=True)
 def export_tflite_int8(model, path: Path, ctx) -> dict:
     return full_int8(_converter(model, ctx), model, path, ctx, int8_io=True)
 
@@ -65,8 +70,8 @@ def is_qat(model) -> bool:
 def _ranges(qat: bool, ctx) -> dict:
     """Where the int8 ranges come from, for the lineage. A QAT model gets no representative dataset: with one the
     converter re-calibrates over the trained ranges (measured: 98.2% instead of 99.6% on a QAT model here)."""
-    return {"ranges": "qat", "calibration": None} if qat else {"ranges": "calibration",
-                                                              "calibration": ctx.calibration_info()}
+    return {"ranges": "qat", "calibration": None} if qat else {
+        "ranges": "calibration", "calibration": ctx.calibration_info(TFLITE_CALIBRATION)}
 
 
 # ---- post-training modes: each a converter setting on the same Keras model --------------------------
@@ -107,14 +112,14 @@ def export_tflite_dynamic_int8(model, path: Path, ctx) -> dict:
 
 @register("tflite_int8_float_io", format="tflite", precision="int8", suffix=".tflite",
           description="TFLite full-integer int8 inside, float32 input/output, calibrated on training images",
-          atol=None, min_agreement=0.95)
+          atol=None, min_agreement=0.95, calibrated=True)
 def export_tflite_int8_float_io(model, path: Path, ctx) -> dict:
     return full_int8(_converter(model, ctx), model, path, ctx, int8_io=False)
 
 
 @register("tflite_int16x8", format="tflite", precision="int16x8", suffix=".tflite",
           description="TFLite int16 activations / int8 weights (16x8), float I/O, calibrated on training images",
-          atol=None, min_agreement=0.95)
+          atol=None, min_agreement=0.95, calibrated=True)
 def export_tflite_int16x8(model, path: Path, ctx) -> dict:
     tf = ctx.tf
     conv = _converter(model, ctx)
@@ -124,4 +129,4 @@ def export_tflite_int16x8(model, path: Path, ctx) -> dict:
     path.write_bytes(conv.convert())
     return {"converter": _converter_name(model), "optimizations": ["DEFAULT"],
             "supported_ops": "EXPERIMENTAL_TFLITE_BUILTINS_ACTIVATIONS_INT16_WEIGHTS_INT8", "io": "float32",
-            "calibration": ctx.calibration_info()}
+            "calibration": ctx.calibration_info(TFLITE_CALIBRATION)}

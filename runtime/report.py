@@ -142,6 +142,28 @@ def delta_rows(report: dict) -> list[list[str]]:
     return out
 
 
+def curve_note(report: dict) -> str:
+    """What the calibration-size table and plot show."""
+    c = report.get("calibration_curve") or {}
+    ref = c.get("reference_accuracy")
+    return (f"Accuracy on {c.get('images', '?')} validation images (not the test set) of the reference model converted "
+            f"with each number of calibration images from the {c.get('calibration_source', '?')} split; ONNX "
+            f"calibration method {c.get('method', '?')}, TFLite always its absolute min/max."
+            + (f" The Keras reference scores {ref:.2%} there." if ref is not None else "")
+            + "".join(f" Note: {n}." for n in c.get("notes") or []))
+
+
+def curve_rows(report: dict) -> tuple[list[str], list[list[str]]]:
+    """(headers, one row per target with its accuracy at each calibration size) or ([], []) without a curve."""
+    c = report.get("calibration_curve") or {}
+    if not c.get("points"):
+        return [], []
+    sizes = c["sizes"]
+    acc = {(p["target"], p["size"]): p["accuracy"] for p in c["points"]}
+    rows = [[t] + [_f(acc.get((t, n)), "{:.2%}") for n in sizes] for t in c["targets"]]
+    return ["target"] + [f"{n} images" for n in sizes], rows
+
+
 def _md_table(headers: list[str], rows: list[list[str]]) -> list[str]:
     return (["| " + " | ".join(headers) + " |", "|" + "---|" * len(headers)]
             + ["| " + " | ".join(str(c) for c in r) + " |" for r in rows])
@@ -161,6 +183,9 @@ def to_markdown(report: dict) -> str:
     if delta_rows(report):
         lines += ["", "## Accuracy change vs the reference", "", delta_note(report), ""]
         lines += _md_table(DELTA_HEADERS, delta_rows(report))
+    headers, rows = curve_rows(report)
+    if rows:
+        lines += ["", "## Calibration size", "", curve_note(report), ""] + _md_table(headers, rows)
     failed = [r for r in report.get("artifacts", []) if r.get("status", "ok") != "ok"]
     if failed:
         lines += ["", "## Failures", ""] + [f"- **{r['name']}**: {r.get('error', r['status'])}" for r in failed]

@@ -107,6 +107,22 @@ def _curves_png(plt, run: Path) -> bytes | None:
     return _fig_png(fig)
 
 
+def _calibration_png(plt, curve: dict) -> bytes:
+    """Validation accuracy vs calibration images (log scale), one line per target, the reference dashed."""
+    fig, ax = plt.subplots(figsize=(5.4, 3.6))
+    for target in curve["targets"]:
+        pts = sorted((p["size"], p["accuracy"] * 100) for p in curve["points"] if p["target"] == target)
+        ax.plot([x for x, _ in pts], [y for _, y in pts], "o-", label=target)
+    if curve.get("reference_accuracy") is not None:
+        ax.axhline(curve["reference_accuracy"] * 100, color="gray", linestyle="--", label="reference (Keras)")
+    ax.set_xscale("log")
+    ax.set_xlabel("calibration images")
+    ax.set_ylabel("validation accuracy (%)")
+    ax.set_title("accuracy vs calibration size")
+    ax.legend(fontsize=8)
+    return _fig_png(fig)
+
+
 def _image_png(image: np.ndarray) -> bytes:
     from PIL import Image
 
@@ -167,6 +183,13 @@ def to_html(report: dict, run_dir: str | Path) -> str:
     if delta_rows:
         parts += ["<h2>Accuracy change vs the reference</h2>", f"<p class='note'>{esc(rpt.delta_note(report))}</p>",
                   _table(rpt.DELTA_HEADERS, delta_rows, left=2)]
+    curve_headers, curve_rows = rpt.curve_rows(report)
+    if curve_rows:
+        png = _calibration_png(plt, report["calibration_curve"]) if plt is not None else None
+        parts += ["<h2>Calibration size</h2>", f"<p class='note'>{esc(rpt.curve_note(report))}</p>",
+                  _table(curve_headers, curve_rows)]
+        if png:
+            parts.append(f"<div class='plots'><img alt='accuracy vs calibration images' src='{data_uri(png)}'></div>")
     bench_rows = rpt.bench_rows(report)
     if bench_rows:
         parts += ["<h2>Benchmark</h2>", f"<p class='note'>{esc(rpt.BENCH_NOTE)}</p>",

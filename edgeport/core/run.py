@@ -6,6 +6,7 @@
       model.keras     the reference model (or the imported file's copy, named in train.json `model_path`)
       reference.npz   the reference model's test-set probabilities and the labels they were made on
       artifacts/      exported files; manifest.json lists them (written last); report.* (written last)
+      calibration_curve.json   with --calibration-curve: accuracy on val vs calibration images, per target
 
 Stages pass each other this folder, never live objects; `RunFolder` is how they all open it, so the data
 settings are derived one way (from train.json) and the dataset is loaded once per process.
@@ -29,6 +30,7 @@ TRAIN_RECORD = "train.json"
 REFERENCE = "reference.npz"
 DEFAULT_MODEL = "model.keras"
 REPORTS = ("report.json", "report.md", "report.html")
+CALIBRATION_CURVE = "calibration_curve.json"  # --calibration-curve: accuracy vs calibration images (export writes)
 
 
 class RunFolder:
@@ -130,5 +132,5 @@ class RunFolder:
 
     def clear_downstream(self) -> None:
         """Remove what describes an older model (manifest, reports) once the reference model changes."""
-        for name in (MANIFEST, *REPORTS):
+        for name in (MANIFEST, CALIBRATION_CURVE, *REPORTS):
             (self.path / name).unlink(missing_ok=True)
