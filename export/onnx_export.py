@@ -69,6 +69,8 @@ def export_onnx_qdq(model, path: Path, ctx) -> dict:
           description="ONNX static int8 QDQ via onnxruntime.quantization: pre-processed, per-channel, calibrated",
           atol=None, min_agreement=0.95, calibrated=True)
 def export_onnx_static_int8(model, path: Path, ctx) -> dict:
+    import contextlib
+    import sys
     import tempfile
 
     from onnxruntime.quantization import (
@@ -98,9 +100,13 @@ def export_onnx_static_int8(model, path: Path, ctx) -> dict:
         fp32, pre = Path(tmp) / "fp32.onnx", Path(tmp) / "pre.onnx"
         conversion = export_onnx_fp32(model, fp32, ctx)
         quant_pre_process(str(fp32), str(pre))  # shape inference + graph optimisation, as onnxruntime advises
-        quantize_static(str(pre), str(path), Reader("image", calib), quant_format=QuantFormat.QDQ,
-                        per_channel=True, activation_type=QuantType.QInt8, weight_type=QuantType.QInt8,
-                        calibrate_method=method)
+        # The histogram calibrators (percentile, entropy) stack every feed's outputs with np.asarray, which fails
+        # on a short last batch ("inhomogeneous shape"): they get one image per feed, so all feeds are equal.
+        batch = 32 if method is CalibrationMethod.MinMax else 1
+        with contextlib.redirect_stdout(sys.stderr):  # the histogram calibrators print progress to stdout
+            quantize_static(str(pre), str(path), Reader("image", calib, batch), quant_format=QuantFormat.QDQ,
+                            per_channel=True, activation_type=QuantType.QInt8, weight_type=QuantType.QInt8,
+                            calibrate_method=method)
     return {**conversion, "quantizer": "onnxruntime.quantization.quantize_static", "pre_process": True,
             "format": "QDQ", "per_channel": True, "activations": "int8", "weights": "int8",
             "calibrate_method": method.name, "calibration": ctx.calibration_info(ctx.cfg.calibration_method)}

@@ -150,6 +150,8 @@ def curve_note(report: dict) -> str:
             f"with each number of calibration images from the {c.get('calibration_source', '?')} split; ONNX "
             f"calibration method {c.get('method', '?')}, TFLite always its absolute min/max."
             + (f" The Keras reference scores {ref:.2%} there." if ref is not None else "")
+            + (f" One image is {100 / c['images']:.2f} points on this split." if c.get("images")
+               else "")
             + "".join(f" Note: {n}." for n in c.get("notes") or []))
 
 

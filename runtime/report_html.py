@@ -116,6 +116,8 @@ def _calibration_png(plt, curve: dict) -> bytes:
     if curve.get("reference_accuracy") is not None:
         ax.axhline(curve["reference_accuracy"] * 100, color="gray", linestyle="--", label="reference (Keras)")
     ax.set_xscale("log")
+    ax.set_xticks(curve["sizes"], [str(n) for n in curve["sizes"]])
+    ax.minorticks_off()
     ax.set_xlabel("calibration images")
     ax.set_ylabel("validation accuracy (%)")
     ax.set_title("accuracy vs calibration size")

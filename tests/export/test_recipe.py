@@ -120,8 +120,9 @@ def test_manifest_lineage_for_every_artifact(recipe_run):
         lin = a["lineage"]
         assert lin["training"]["method"] in ("float", "qat", "pqat") and "conversion" in lin, name
         assert 0 < a["gzip_bytes"] <= a["bytes"] * 1.01 and lin["file_weights"]["weights"] > 0, name
-    assert arts["tflite_int8_float_io"]["lineage"]["calibration"] == {"source": "train", "size": 32,
-                                                                      "dataset": "bundled MNIST"}  # the entry's own
+    assert arts["tflite_int8_float_io"]["lineage"]["calibration"] == {  # the entry's own size; TFLite's own method
+        "source": "train", "size": 32, "dataset": "bundled MNIST", "method": "tflite_absolute_min_max"}
+    assert arts["onnx_static_int8"]["lineage"]["calibration"]["method"] == "minmax"  # the export default
     for name in ("qat_tflite_int8", "pqat_tflite_int8"):  # QAT ranges are kept, not re-calibrated
         assert arts[name]["lineage"]["calibration"] is None and arts[name]["lineage"]["conversion"]["ranges"] == "qat"
     pqat = arts["pqat_tflite_int8"]["lineage"]
