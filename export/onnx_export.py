@@ -65,6 +65,49 @@ def export_onnx_qdq(model, path: Path, ctx) -> dict:
             **fused}
 
 
+# How onnxruntime turns the calibration images into ranges, per --calibration-method (its defaults, except entropy's
+# histogram: onnxruntime's 128 bins with 128 quantised bins leave one candidate threshold, the full range, so it
+# gave exactly minmax's scales here; 2048 bins is the setting of the method's source, TensorRT's 8-bit inference
+# talk, and onnxruntime's own for percentile).
+CALIBRATORS = {
+    "minmax": {"method": "MinMax", "ranges": "absolute min/max of each tensor over all calibration images"},
+    "percentile": {"method": "Percentile", "ranges": "99.999th percentile of |x| over a histogram", "num_bins": 2048},
+    "entropy": {"method": "Entropy", "ranges": "threshold minimising the KL divergence of the quantised histogram",
+                "num_bins": 2048, "num_quantized_bins": 128},
+}
+
+
+def _entropy_ranges(model: Path, reader, tmp: Path) -> Path:
+    """Run onnxruntime's entropy calibrator with CALIBRATORS["entropy"]'s histogram (quantize_static does not pass
+    num_bins through) and save its ranges as a calibration cache that quantize_static then reads."""
+    import inspect
+
+    from onnxruntime.quantization import CalibrationMethod, quantize_static
+    from onnxruntime.quantization.calibrate import create_calibrator
+
+    from edgeport.core.errors import ExportError
+
+    try:
+        from onnxruntime.quantization.calibrate import save_tensors_data
+    except ImportError:
+        save_tensors_data = None
+    if save_tensors_data is None or "calibration_cache_path" not in inspect.signature(quantize_static).parameters:
+        import onnxruntime
+
+        raise ExportError(f"--calibration-method entropy needs onnxruntime's calibration cache (quantize_static's "
+                          f"calibration_cache_path), which onnxruntime {onnxruntime.__version__} lacks; upgrade it "
+                          "or use minmax or percentile")
+    settings = CALIBRATORS["entropy"]
+    calibrator = create_calibrator(model, augmented_model_path=str(tmp / "augmented.onnx"),
+                                   calibrate_method=CalibrationMethod.Entropy,
+                                   extra_options={"num_bins": settings["num_bins"],
+                                                  "num_quantized_bins": settings["num_quantized_bins"]})
+    calibrator.collect_data(reader)
+    cache = tmp / "ranges.json"
+    save_tensors_data(calibrator.compute_data(), cache)
+    return cache
+
+
 @register("onnx_static_int8", format="onnx", precision="int8", suffix=".onnx",
           description="ONNX static int8 QDQ via onnxruntime.quantization: pre-processed, per-channel, calibrated",
           atol=None, min_agreement=0.95, calibrated=True)
@@ -91,8 +134,6 @@ def export_onnx_static_int8(model, path: Path, ctx) -> dict:
         def get_next(self):
             return next(self._feeds, None)
 
-    # onnxruntime's own settings for each (its defaults, none changed): MinMax the absolute min/max; Percentile the
-    # 99.999th percentile of |x| over a 2048-bin histogram; Entropy the KL-divergence-minimising threshold.
     method = {"minmax": CalibrationMethod.MinMax, "percentile": CalibrationMethod.Percentile,
               "entropy": CalibrationMethod.Entropy}[ctx.cfg.calibration_method]
     calib = ctx.calibration_images()
@@ -102,12 +143,15 @@ def export_onnx_static_int8(model, path: Path, ctx) -> dict:
         quant_pre_process(str(fp32), str(pre))  # shape inference + graph optimisation, as onnxruntime advises
         # The histogram calibrators (percentile, entropy) stack every feed's outputs with np.asarray, which fails
         # on a short last batch ("inhomogeneous shape"): they get one image per feed, so all feeds are equal.
-        batch = 32 if method is CalibrationMethod.MinMax else 1
+        reader = Reader("image", calib, 32 if method is CalibrationMethod.MinMax else 1)
+        cache = None
         with contextlib.redirect_stdout(sys.stderr):  # the histogram calibrators print progress to stdout
-            quantize_static(str(pre), str(path), Reader("image", calib, batch), quant_format=QuantFormat.QDQ,
-                            per_channel=True, activation_type=QuantType.QInt8, weight_type=QuantType.QInt8,
-                            calibrate_method=method)
+            if method is CalibrationMethod.Entropy:
+                cache, reader = _entropy_ranges(pre, reader, Path(tmp)), None
+            quantize_static(str(pre), str(path), reader, quant_format=QuantFormat.QDQ, per_channel=True,
+                            activation_type=QuantType.QInt8, weight_type=QuantType.QInt8, calibrate_method=method,
+                            **({} if cache is None else {"calibration_cache_path": str(cache)}))
     return {**conversion, "quantizer": "onnxruntime.quantization.quantize_static", "pre_process": True,
             "format": "QDQ", "per_channel": True, "activations": "int8", "weights": "int8",
+            "calibrator": CALIBRATORS[ctx.cfg.calibration_method],
             "calibrate_method": method.name, "calibration": ctx.calibration_info(ctx.cfg.calibration_method)}
-

@@ -57,15 +57,15 @@ def test_method_and_curve_reach_the_lineage_and_the_report(tiny_run, tmp_path, c
     from edgeport.runtime.report_html import to_html
 
     run = _copy(tiny_run, tmp_path)
-    assert main(["export", str(run), "--targets", "onnx_static_int8", "--calibration-method", "entropy",
+    assert main(["export", str(run), "--targets", "onnx_static_int8", "--calibration-method", "percentile",
                  "--calibration-size", "64", "--calibration-curve"]) == 0
     assert "calibration curve onnx_static_int8: 1000 images" in capsys.readouterr().err  # progress on stderr
     art = json.loads((run / "manifest.json").read_text())["artifacts"][0]
-    assert art["lineage"]["conversion"]["calibrate_method"] == "Entropy"
-    assert art["lineage"]["conversion"]["calibration"]["method"] == "entropy"
+    assert art["lineage"]["conversion"]["calibrator"]["method"] == "Percentile"
+    assert art["lineage"]["conversion"]["calibration"]["method"] == "percentile"
 
     curve = json.loads((run / "calibration_curve.json").read_text())
-    assert curve["split"] == "val" and curve["method"] == "entropy" and curve["targets"] == ["onnx_static_int8"]
+    assert curve["split"] == "val" and curve["method"] == "percentile" and curve["targets"] == ["onnx_static_int8"]
     assert curve["sizes"] == list(CURVE_SIZES)  # the tiny run's 2000 training images hold every size
     assert [p["size"] for p in curve["points"]] == list(CURVE_SIZES)
     assert all(0.3 < p["accuracy"] <= 1 for p in curve["points"])  # a trained model: well above chance (10%)
@@ -79,3 +79,33 @@ def test_method_and_curve_reach_the_lineage_and_the_report(tiny_run, tmp_path, c
 
     assert main(["export", str(run), "--targets", "onnx_static_int8", "--calibration-size", "16"]) == 0
     assert not (run / "calibration_curve.json").exists()  # a new export's files are not the curve's
+
+
+def test_each_method_gives_its_own_ranges(tiny_run, tmp_path):
+    """onnxruntime's entropy default (128 bins, 128 quantised bins) gave exactly minmax's ranges; with a 2048-bin
+    histogram the KL search clips, so some activation ranges are much smaller."""
+    import numpy as np
+    import onnx
+    from onnx import numpy_helper
+
+    from edgeport.core.run import RunFolder
+    from edgeport.export.export import ExportConfig, ExportContext
+    from edgeport.export.onnx_export import export_onnx_static_int8
+    from edgeport.train.compress import load_model
+    from edgeport.train.tf import import_tf
+
+    tf, _ = import_tf()
+    run, model = RunFolder(tiny_run), load_model(tiny_run / "model.keras")
+    scales = {}
+    for method in ("minmax", "percentile", "entropy"):
+        path = tmp_path / f"{method}.onnx"
+        ctx = ExportContext(tf=tf, cfg=ExportConfig(calibration_size=64, calibration_method=method), run=run)
+        assert export_onnx_static_int8(model, path, ctx)["calibrator"]["method"].lower() == method
+        graph = onnx.load(str(path)).graph
+        inits = {i.name: numpy_helper.to_array(i) for i in graph.initializer}
+        scales[method] = {n.input[0]: float(inits[n.input[1]]) for n in graph.node
+                          if n.op_type == "QuantizeLinear" and n.input[0] not in inits}
+    common = sorted(set(scales["minmax"]) & set(scales["entropy"]))
+    minmax, entropy = (np.array([scales[m][k] for k in common]) for m in ("minmax", "entropy"))
+    assert (entropy < 0.9 * minmax).any()  # ReLU outputs: the threshold cuts the long tail
+    assert scales["percentile"] != scales["minmax"]
