@@ -59,6 +59,18 @@ def check_curve(cfg, recipe=None) -> tuple[str, ...]:
     return curve_targets(reference_targets(cfg, recipe)) if cfg.calibration_curve else ()
 
 
+def before_export(run_dir: str | Path, cfg, recipe=None) -> dict | None:
+    """What an export does about calibration before converting: drop an older export's curve (it would describe
+    other files), say when --calibration-method reaches no file, and make the curve when asked; return it."""
+    (Path(run_dir) / CALIBRATION_CURVE).unlink(missing_ok=True)
+    curve = check_curve(cfg, recipe)
+    targets = cfg.targets if recipe is None else [t for v in recipe.variants for t in v.targets]
+    if cfg.calibration_method != "minmax" and "onnx_static_int8" not in targets:
+        print(f"edgeport: note: --calibration-method {cfg.calibration_method} is onnx_static_int8's; no file here "
+              "uses it (TFLite's converter always takes the absolute min/max)", file=sys.stderr)
+    return calibration_curve(run_dir, cfg, curve) if curve else None
+
+
 def curve_sizes(available: int, sizes=CURVE_SIZES) -> list[int]:
     """`sizes` up to `available`, plus `available` itself when the split is smaller than the largest size."""
     out = [n for n in sizes if n <= available]

@@ -22,7 +22,7 @@ from edgeport.core.environment import package_versions
 from edgeport.core.errors import ConfigError, ExportError
 from edgeport.core.manifest import MANIFEST, Artifact, write_manifest
 from edgeport.core.metadata import file_metadata
-from edgeport.core.run import CALIBRATION_CURVE, RunFolder
+from edgeport.core.run import RunFolder
 
 ARTIFACTS_DIR = "artifacts"
 CALIBRATION_METHODS = ("minmax", "percentile", "entropy")  # onnxruntime.quantization's CalibrationMethod choices
@@ -172,15 +172,11 @@ def export_run(run_dir: str | Path, cfg: ExportConfig = ExportConfig(), recipe=N
     With a recipe (edgeport.export.recipe.Recipe) its variants replace `cfg.targets`: each training-time method
     is fine-tuned (under the tf.distribute `strategy`), then exported; `cfg` still gives the settings the recipe
     leaves unset. `executor` (edgeport.scale) does the work elsewhere: see export_recipe."""
+    from edgeport.export.calibration_curve import before_export
     from edgeport.export.recipe import export_recipe, plain_recipe
 
     cfg.validate()
-    (Path(run_dir) / CALIBRATION_CURVE).unlink(missing_ok=True)  # an older export's curve would describe other files
-    from edgeport.export.calibration_curve import calibration_curve, check_curve
-
-    curve = check_curve(cfg, recipe)
-    if curve:  # first, so that the manifest is still written last
-        calibration_curve(run_dir, cfg, curve)
+    before_export(run_dir, cfg, recipe)  # --calibration-curve's conversions, first: the manifest is written last
     if recipe is not None:
         return export_recipe(run_dir, recipe, cfg, executor=executor, strategy=strategy)
     run = RunFolder(run_dir)
