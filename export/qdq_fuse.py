@@ -91,7 +91,7 @@ def fuse_activation_into_quantize(model) -> int:
         q.input[0] = act.input[0]
         model.graph.node.remove(act)
         if lo > info.min or hi < info.max:  # Q(clip(x, a, b)) == clip(Q(x), Q(a), Q(b)): Q is monotone
-            clamped, base = f"{q.output[0]}_clipped", act.name or q.name
+            clamped, base = f"{q.output[0]}_clipped", q.output[0]  # tensor names are unique; node names may be empty
             for n in g.consumers.get(q.output[0], []):
                 n.input[:] = [clamped if name == q.output[0] else name for name in n.input]
             model.graph.initializer.extend([numpy_helper.from_array(np.array(lo, zero.dtype), f"{base}_qmin"),
