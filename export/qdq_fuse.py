@@ -91,13 +91,18 @@ def fuse_activation_into_quantize(model) -> int:
         q.input[0] = act.input[0]
         model.graph.node.remove(act)
         if lo > info.min or hi < info.max:  # Q(clip(x, a, b)) == clip(Q(x), Q(a), Q(b)): Q is monotone
-            clamped, base = f"{q.output[0]}_clipped", q.output[0]  # tensor names are unique; node names may be empty
+            clamped = f"{q.output[0]}_clipped"
             for n in g.consumers.get(q.output[0], []):
                 n.input[:] = [clamped if name == q.output[0] else name for name in n.input]
-            model.graph.initializer.extend([numpy_helper.from_array(np.array(lo, zero.dtype), f"{base}_qmin"),
-                                            numpy_helper.from_array(np.array(hi, zero.dtype), f"{base}_qmax")])
+            limits = []
+            for value in (lo, hi):  # one small initializer per (type, value), shared by every Clip that needs it
+                name = f"qclip_{zero.dtype.name}_{value}"
+                if name not in g.inits:
+                    g.inits[name] = numpy_helper.from_array(np.array(value, zero.dtype), name)
+                    model.graph.initializer.append(g.inits[name])
+                limits.append(name)
             model.graph.node.insert(list(model.graph.node).index(q) + 1, helper.make_node(
-                "Clip", [q.output[0], f"{base}_qmin", f"{base}_qmax"], [clamped], name=f"{base}_quantised"))
+                "Clip", [q.output[0], *limits], [clamped], name=f"qclip_{moved}"))
         moved += 1
         g.refresh()
     return moved
