@@ -354,10 +354,13 @@ def cmd_export(args) -> int:
     manifest = read_manifest(args.run_dir)
     for a in manifest["artifacts"]:
         print(f"{a['name']:<20} {a['path']:<34} {a['bytes'] / 1024:8.1f} KB")
-    for f in manifest.get("failed") or []:
-        print(f"edgeport: variant {f['variant']} failed: {f['error']}", file=sys.stderr)
-    print(f"manifest: {path}")
-    return 1 if manifest.get("failed") else 0
+    failed = manifest.get("failed") or []
+    for f in failed:
+        what = f"{f['artifacts'][0]['name']} not exported" if f.get("target") else f"variant {f['variant']} failed"
+        print(f"edgeport: {what}: {f['error']}", file=sys.stderr)
+    made = len(manifest["artifacts"])
+    print(f"manifest: {path} ({made} file(s) made" + (f", {len(failed)} failed)" if failed else ")"))
+    return 1 if failed else 0
 
 
 def _eval_or_bench(args, bench: bool) -> int:

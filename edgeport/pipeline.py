@@ -243,13 +243,14 @@ def evaluate_artifact(path: str | Path, entry: dict, images, labels, reference, 
 
 
 def failed_variant_rows(manifest: dict) -> list[dict]:
-    """A failed row for every file a recipe variant would have made had it not failed (the manifest's "failed")."""
+    """A failed row for every file the export did not make (the manifest's "failed"): a target that failed the
+    validation gate, or every file of a recipe variant that could not be made."""
     rows = []
     for f in manifest.get("failed") or []:
+        why = f"not exported: {f['error']}" if f.get("target") else f"variant {f['variant']} was not made: {f['error']}"
         for a in f.get("artifacts", []):
             rows.append({"name": a["name"], "format": a.get("format"), "precision": a.get("precision"), "path": None,
-                         "bytes": None, "gzip_bytes": None, "status": "failed",
-                         "error": f"variant {f['variant']} was not made: {f['error']}",
+                         "bytes": None, "gzip_bytes": None, "status": "failed", "error": why,
                          "lineage": {"training": {"method": f.get("method"), "variant": f["variant"]},
                                      "executor": f.get("executor")}})
     return rows

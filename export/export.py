@@ -3,7 +3,13 @@
 Validate-after-write (after Optimum's exporters): each file is written to a temporary path, opened with
 the TF-free runtime (TFLite: LiteRT loads and allocates it; ONNX: onnx.checker, then onnxruntime), and
 its outputs are compared with the Keras model's on a sample of test images. Only then is it renamed into
-place; a failure raises ExportError naming the target and leaves no file behind.
+place; a failure leaves no file behind.
+
+The gate, per file (the README's "Validation gate"): ONNX files pass onnx.checker (full check); the file loads and
+runs in the runtime; float targets stay within their `atol` of the Keras probabilities (1e-4 for float32, 1e-2
+for float16 weights); quantised targets agree with Keras' top-1 class on at least their `min_agreement` (95%)
+of the `validation_size` (256) test images. A target that fails is recorded as a `TargetFailure` (its one-line
+reason) and the run's other targets go on; the manifest lists it under "failed".
 """
 
 from __future__ import annotations
@@ -73,12 +79,28 @@ class ExportContext:
                 "dataset": self.run.dataset().source}
 
 
+@dataclass(frozen=True)
+class TargetFailure:
+    """A target that did not pass the gate (or did not convert): nothing of it is left in artifacts/."""
+
+    name: str  # the artifact name it would have had (with the variant's prefix)
+    target: str  # the target's registered name
+    format: str
+    precision: str
+    error: str  # one line: which check failed and by how much
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+
 def export_model(model_path: str | Path, run: RunFolder | str | Path, cfg: ExportConfig = ExportConfig(),
-                 training: dict | None = None, prefix: str = "") -> list[Artifact]:
+                 training: dict | None = None, prefix: str = "",
+                 failed: list[TargetFailure] | None = None) -> list[Artifact]:
     """Convert one model file to each target in `cfg.targets` into `run`'s artifacts/; return validated artifacts.
 
     The run folder's train.json gives the data (calibration, validation) and the input spec; a folder without
-    one means the bundled MNIST."""
+    one means the bundled MNIST. `failed`, when given, collects each target that fails (ExportError: conversion or
+    the gate) and the other targets go on; None: the first failure raises."""
     from edgeport.export.targets import get_target
     from edgeport.runtime import load
     from edgeport.runtime.base import as_probabilities
@@ -108,16 +130,24 @@ def export_model(model_path: str | Path, run: RunFolder | str | Path, cfg: Expor
         final = out / f"{name}{target.suffix}"
         print(f"export {name}: {target.description}", file=sys.stderr)
         t0 = time.perf_counter()
-        with files.atomic_path(final) as tmp:
-            try:
-                conversion = target.fn(model, tmp, ctx)
-            except ExportError:
+        try:
+            with files.atomic_path(final) as tmp:
+                try:
+                    conversion = target.fn(model, tmp, ctx)
+                except ExportError:
+                    raise
+                except Exception as exc:  # converters raise anything; the user needs the target and one line
+                    raise ExportError(f"{name}: conversion failed ({_first_line(exc)})") from None
+                metadata = embed_metadata(tmp, target.format, ctx.metadata)
+                validation = _validate(tmp, target, load, sample, ref, name)
+                described = load(tmp).describe()
+        except ExportError as exc:
+            if failed is None:
                 raise
-            except Exception as exc:  # converters raise anything; the user needs the target and one line
-                raise ExportError(f"{name}: conversion failed ({_first_line(exc)})") from None
-            metadata = embed_metadata(tmp, target.format, ctx.metadata)
-            validation = _validate(tmp, target, load, sample, ref, name)
-            described = load(tmp).describe()
+            print(f"edgeport: {name} failed: {exc}", file=sys.stderr)
+            final.unlink(missing_ok=True)  # an earlier export's file of that name would pass for this one
+            failed.append(TargetFailure(name, target.name, target.format, target.precision, str(exc)))
+            continue
         seconds = time.perf_counter() - t0
         artifacts.append(Artifact(
             name=name, format=target.format, precision=target.precision,
@@ -130,6 +160,12 @@ def export_model(model_path: str | Path, run: RunFolder | str | Path, cfg: Expor
             metadata=metadata,
         ))
     return artifacts
+
+
+def failure_entry(f: TargetFailure, variant: str, method: str, executor: dict | None = None) -> dict:
+    """The manifest's "failed" record of one target that failed the gate: the file it would have been, and why."""
+    return {"variant": variant, "method": method, "target": f.target, "error": f.error, "executor": executor or {},
+            "artifacts": [{"name": f.name, "format": f.format, "precision": f.precision}]}
 
 
 def _validate(path: Path, target, load, sample_u8, ref: np.ndarray, name: str) -> dict:
@@ -172,18 +208,21 @@ def export_run(run_dir: str | Path, cfg: ExportConfig = ExportConfig(), recipe=N
     (run.path / MANIFEST).unlink(missing_ok=True)  # an export in progress must not look complete
     t0 = time.perf_counter()
     if executor is None:
-        artifacts = export_model(run.model_path, run, cfg, training={"method": "float", "model": run.model_name})
+        failures: list[TargetFailure] = []
+        artifacts = export_model(run.model_path, run, cfg, training={"method": "float", "model": run.model_name},
+                                 failed=failures)
         where = {"kind": "local", "host": platform.node()}
         ran = where | {"node_id": None, "task_id": None, "seconds": round(time.perf_counter() - t0, 2)}
-    else:  # the targets as one float variant; a failure raises, as it does here
+    else:  # the targets as one float variant; a model that cannot be loaded at all raises, as it does here
         (result,) = executor.make_variants(run, plain_recipe(cfg), cfg, strategy)
         if not result.ok:
             raise ExportError(result.error)
-        artifacts, where, ran = result.artifacts, executor.describe(), result.executor
+        artifacts, failures, where, ran = result.artifacts, result.failed_targets, executor.describe(), result.executor
     for art in artifacts:
         art.lineage["executor"] = ran
     return write_manifest(run.path, artifacts, **manifest_header(run), export_config=asdict(cfg),
-                          executor=where, packages=package_versions())
+                          executor=where, failed=[failure_entry(f, "float", "float", ran) for f in failures],
+                          packages=package_versions())
 
 
 def manifest_header(run: RunFolder) -> dict:

@@ -34,7 +34,7 @@ from edgeport.core import files
 from edgeport.core.errors import ConfigError, EdgeportError
 from edgeport.core.manifest import MANIFEST, Artifact, write_manifest
 from edgeport.core.run import RunFolder
-from edgeport.export.export import ExportConfig, export_model, manifest_header
+from edgeport.export.export import ExportConfig, TargetFailure, export_model, failure_entry, manifest_header
 from edgeport.train.compress import FINE_TUNE_SETTINGS, QUANTISED, SETTINGS, CompressConfig, Method
 
 try:
@@ -207,6 +207,7 @@ class VariantResult:
     artifacts: list[Artifact] = field(default_factory=list)
     error: str | None = None  # None: made; else the reason, one line
     phase: dict | None = None  # a prune/cluster fine-tune pqat/cqat may start from: {"file", "lineage"}
+    failed_targets: list[TargetFailure] = field(default_factory=list)  # made, but these targets failed the gate
     executor: dict = field(default_factory=dict)  # where and how long: kind, node_id, host, task_id, seconds
 
     @property
@@ -240,7 +241,8 @@ def make_variant(v: Variant, run: RunFolder, cfg: ExportConfig, stage: Path, com
                 phase = {"file": training["source_model"], "lineage": memo}
         ecfg = replace(cfg, targets=v.targets, **{k: getattr(v, k) for k in EXPORT_SETTINGS
                                                   if getattr(v, k) is not None})
-        artifacts = export_model(source, run.staged(stage), ecfg, training=training, prefix=v.prefix)
+        failed: list[TargetFailure] = []
+        artifacts = export_model(source, run.staged(stage), ecfg, training=training, prefix=v.prefix, failed=failed)
     except EdgeportError as exc:
         return VariantResult(v.name, error=str(exc))
     for art in artifacts:
@@ -251,7 +253,7 @@ def make_variant(v: Variant, run: RunFolder, cfg: ExportConfig, stage: Path, com
             art.lineage["max_drop"] = v.max_drop
         if "source_predictions" in training:  # fidelity is measured against the model the file was converted from
             art.lineage["source_predictions"] = training["source_predictions"]
-    return VariantResult(v.name, artifacts, phase=phase)
+    return VariantResult(v.name, artifacts, phase=phase, failed_targets=failed)
 
 
 def export_recipe(run_dir: str | Path, recipe: Recipe, cfg: ExportConfig = ExportConfig(), executor=None,
@@ -296,6 +298,7 @@ def export_recipe(run_dir: str | Path, recipe: Recipe, cfg: ExportConfig = Expor
         if not r.ok:
             print(f"edgeport: {v.label} failed: {r.error}", file=sys.stderr)
             failed.append(_failure(v, r))
+        failed += [failure_entry(f, v.name, v.compress.method.value, r.executor) for f in r.failed_targets]
     return write_manifest(
         run.path, artifacts, **manifest_header(run),
         export_config={k: v for k, v in asdict(cfg).items() if k != "targets"},  # the recipe names the targets
