@@ -265,6 +265,11 @@ def import_model(cfg: ImportConfig, out_dir: str | Path) -> ImportResult:
             bridge, model_path = {"ok": True, **result.to_dict()}, out / DEFAULT_MODEL
             print(f"bridge: rebuilt in tf-keras, {result.layers} layers, max |dp| {result.max_abs_diff:.1e} on "
                   f"{result.images} images", file=sys.stderr)
+            if result.renamed:
+                shown = ", ".join(f"{user} -> {new}" for new, user in list(result.renamed.items())[:3])
+                notes.append(f"{len(result.renamed)} layer name(s) repeat across nested blocks, so the flat tf-keras "
+                             f"rebuild renames them: {shown}{', ...' if len(result.renamed) > 3 else ''} (all in "
+                             "train.json bridge.renamed)")
         except BridgeError as exc:
             bridge = {"ok": False, "error": str(exc)}
             notes.append(f"the Keras 3 model stays as it is ({exc}): post-training targets convert it directly; "
