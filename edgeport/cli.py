@@ -292,7 +292,7 @@ def cmd_run(args) -> int:
 
 
 def cmd_train(args) -> int:
-    from edgeport.pipeline import clear_downstream
+    from edgeport.core.run import RunFolder
     from edgeport.train.fit import train
 
     if is_model_file(args.model):
@@ -303,7 +303,7 @@ def cmd_train(args) -> int:
     out = Path(args.out)
     from edgeport.core import files
 
-    clear_downstream(files.ensure_writable_dir(out))
+    RunFolder(files.ensure_writable_dir(out)).clear_run()  # an earlier run's files must not pass for this one's
     result = train(tc, out)
     if not result.chief:
         print(f"multi-worker: this worker trained in sync (test accuracy {result.test_accuracy:.2%}, "

@@ -12,6 +12,7 @@ the run folder ends up the same.
 from __future__ import annotations
 
 import platform
+import shutil
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -87,17 +88,23 @@ def run_pipeline(out_dir: str | Path, train_cfg=None, export_cfg=None, bench_cfg
                 export_run(scratch, export_cfg, recipe=recipe, strategy=train_cfg.strategy)
             return {"run": Path(out_dir).name, "worker": True, "artifacts": [],
                     "pipeline_seconds": round(time.perf_counter() - t0, 1)}
+    created = not Path(out_dir).exists()
     out = files.ensure_writable_dir(out_dir)
-    clear_downstream(out)
     t0 = time.perf_counter()
-    if import_cfg is not None:
-        from edgeport.train.bring import import_model
+    try:
+        if import_cfg is not None:
+            from edgeport.train.bring import import_model
 
-        import_model(import_cfg, out)
-    else:
-        train(train_cfg, out)
-    export_run(out, export_cfg, recipe=recipe, executor=executor, strategy=train_cfg.strategy)
-    report = evaluate_run(out, bench_cfg, executor=executor)
+            import_model(import_cfg, out)  # replaces an earlier run's files once the model and data are checked
+        else:
+            RunFolder(out).clear_run()
+            train(train_cfg, out)
+        export_run(out, export_cfg, recipe=recipe, executor=executor, strategy=train_cfg.strategy)
+        report = evaluate_run(out, bench_cfg, executor=executor)
+    except BaseException:
+        if created and not any(p.is_file() for p in out.rglob("*")):  # failed before writing anything: no husk
+            shutil.rmtree(out, ignore_errors=True)
+        raise
     report["pipeline_seconds"] = round(time.perf_counter() - t0, 1)
     write_report(out, report)
     return report

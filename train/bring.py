@@ -252,9 +252,7 @@ def import_model(cfg: ImportConfig, out_dir: str | Path) -> ImportResult:
 
     out = files.ensure_writable_dir(out_dir)
     run = RunFolder(out)
-    run.clear_downstream()
-    for name in (TRAIN_RECORD, DEFAULT_MODEL):  # the old reference must not outlive a failed import
-        (out / name).unlink(missing_ok=True)
+    run.clear_run(keep=src)  # an earlier run's files (other model, other targets) must not pass for this one's
     copy = _copy_source(src, out / SOURCE_DIR)
     bridge, model_path = None, copy
     if fmt == "keras3" and cfg.bridge:

@@ -29,6 +29,9 @@ TRAIN_RECORD = "train.json"
 REFERENCE = "reference.npz"
 DEFAULT_MODEL = "model.keras"
 REPORTS = ("report.json", "report.md", "report.html")
+# What a run writes, and so what a new reference model (trained or imported) into the same folder replaces.
+OWNED_FILES = (TRAIN_RECORD, DEFAULT_MODEL, REFERENCE, "history.json", "curves.png", MANIFEST, *REPORTS)
+OWNED_DIRS = ("artifacts", "source", "compressed")  # wholly edgeport's: exported, imported, fine-tuned models
 
 
 class RunFolder:
@@ -127,6 +130,38 @@ class RunFolder:
         with files.atomic_path(path) as tmp, open(tmp, "wb") as f:
             np.savez(f, probs=np.asarray(probs, np.float32), labels=np.asarray(labels, np.int64))
         return path
+
+    def clear_run(self, keep: Path | None = None) -> list[str]:
+        """Remove everything an earlier run wrote here (OWNED_FILES, OWNED_DIRS, leftover staging folders) before a
+        new reference model is written, and say so in one line; return what was removed. Files edgeport did not
+        write stay. A folder holding those names without an edgeport record (train.json or manifest.json) is not
+        a run folder: ConfigError, nothing removed. `keep`: the model file being imported, refused if inside."""
+        import shutil
+        import sys
+
+        from edgeport.core.errors import ConfigError
+
+        present = [n for n in (*OWNED_FILES, *OWNED_DIRS) if (self.path / n).exists()]
+        present += sorted(p.name for p in self.path.glob(".staging-*") if p.is_dir())
+        if not present:
+            return []
+        if not ((self.path / TRAIN_RECORD).is_file() or (self.path / MANIFEST).is_file()):
+            raise ConfigError(f"{self.path}: holds {', '.join(present[:4])} but is not an edgeport run folder (no "
+                              f"{TRAIN_RECORD} or {MANIFEST}); give a new or empty --out so nothing of yours is "
+                              "replaced")
+        if keep is not None and any(keep.resolve().is_relative_to((self.path / n).resolve()) for n in present):
+            raise ConfigError(f"{keep}: the model to import is part of the earlier run in {self.path}, which this "
+                              "run replaces; copy it elsewhere or give another --out")
+        earlier = self.record.get("model_name") if (self.path / TRAIN_RECORD).is_file() else None
+        for name in present:
+            target = self.path / name
+            shutil.rmtree(target) if target.is_dir() else target.unlink()
+        shown = [f"{n}/" if n in OWNED_DIRS else n for n in present if not n.startswith(".")]
+        print(f"edgeport: note: {self.path} held an earlier run" + (f" (of {earlier})" if earlier else "")
+              + f": replaced {', '.join(shown)}; other files there were left as they are", file=sys.stderr)
+        self.__dict__.pop("record", None)  # the cached train.json is gone with it
+        self._datasets.clear()
+        return present
 
     def clear_downstream(self) -> None:
         """Remove what describes an older model (manifest, reports) once the reference model changes."""

@@ -220,3 +220,46 @@ def test_bad_models_are_one_line_errors_and_write_nothing(data, tmp_path, capsys
         assert main([*args, *extra]) == 2, args
         err = _errors(capsys)
         assert len(err) == 1 and message in err[0], (args, err)
+
+
+def _small(path: Path, width: int) -> Path:
+    """An untrained Keras 3 model of the shapes' input: enough to import and convert, quickly."""
+    L = keras.layers
+    keras.Sequential([keras.Input((32, 32, 3)), L.Conv2D(width, 3, strides=4), L.Flatten(),
+                      L.Dense(4, activation="softmax")]).save(path)
+    return path
+
+
+def test_reusing_out_with_another_model_replaces_the_earlier_run_and_keeps_user_files(data, tmp_path, capsys):
+    first, second = _small(tmp_path / "first.keras", 4), _small(tmp_path / "second.keras", 6)
+    run = tmp_path / "run"
+    assert main(["export", "--model", str(first), "--data", str(data), "--out", str(run), "--targets",
+                 "tflite_fp32,onnx_fp32"]) == 0
+    assert main(["eval", str(run)]) == 0
+    (run / "my_notes.txt").write_text("mine")
+    capsys.readouterr()
+    assert main(["export", "--model", str(second), "--data", str(data), "--out", str(run), "--targets",
+                 "tflite_fp32"]) == 0
+    err = capsys.readouterr().err
+    (line,) = [x for x in err.splitlines() if "held an earlier run" in x]
+    assert "(of first.keras)" in line and "artifacts/" in line and "source/" in line and "report.json" in line
+    assert sorted(p.name for p in (run / "source").iterdir()) == ["second.keras"]
+    assert sorted(p.name for p in (run / "artifacts").iterdir()) == ["tflite_fp32.tflite"]
+    assert not (run / "report.json").exists() and (run / "my_notes.txt").read_text() == "mine"
+    # a folder edgeport did not make is never cleared: its model.keras could be the user's own
+    theirs = tmp_path / "theirs"
+    theirs.mkdir()
+    (theirs / "model.keras").write_bytes(b"the user's")
+    capsys.readouterr()
+    assert main(["export", "--model", str(first), "--data", str(data), "--out", str(theirs)]) == 2
+    (error,) = _errors(capsys)
+    assert "not an edgeport run folder" in error and (theirs / "model.keras").read_bytes() == b"the user's"
+
+
+def test_a_run_that_fails_before_writing_leaves_no_folder(data, tmp_path, capsys):
+    three = tmp_path / "three.keras"
+    keras.Sequential([keras.Input((32, 32, 3)), keras.layers.Flatten(), keras.layers.Dense(3)]).save(three)
+    out = tmp_path / "runs" / "three"
+    assert main(["run", "--model", str(three), "--data", str(data), "--out", str(out)]) == 2
+    assert "gives 3 outputs" in _errors(capsys)[0]
+    assert not out.exists()
