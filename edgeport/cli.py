@@ -375,6 +375,10 @@ def _eval_or_bench(args, bench: bool) -> int:
     devices = _devices(args) if bench else None
     answers = Answers() if args.predictions else None
     data = _data_config(args) if args.data else None
+    if data is not None and getattr(args, "test_fraction", None) is None:  # a flat class folder: all test images
+        from dataclasses import replace
+
+        data = replace(data, whole=True)
     if devices:
         from edgeport.remote import RemoteConfig, bench_with_devices
 

@@ -289,6 +289,7 @@ def evaluate_files(paths: list, data: DataConfig | str | None = None, bench_cfg:
             notes += [n for n in model.spec_notes if n not in notes]
             if dataset is None or tuple(dataset.test_images.shape[1:]) != model.spec.image_shape:
                 dataset = _data_for(model, cfg, limit, explicit=data is not None)
+                notes += [n for n in (dataset.notes if dataset is not None else ()) if n not in notes]
             row.update(format=model.format, precision=model.input.dtype, bytes=Path(p).stat().st_size,
                        gzip_bytes=files.gzip_size(p), status="ok", input_spec=model.spec.to_dict())
             if dataset is not None:

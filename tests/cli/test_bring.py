@@ -263,3 +263,18 @@ def test_a_run_that_fails_before_writing_leaves_no_folder(data, tmp_path, capsys
     assert main(["run", "--model", str(three), "--data", str(data), "--out", str(out)]) == 2
     assert "gives 3 outputs" in _errors(capsys)[0]
     assert not out.exists()
+
+
+def test_eval_of_a_flat_class_folder_uses_all_of_it(data, tmp_path, capsys):
+    run = tmp_path / "run"
+    assert main(["export", "--model", str(_small(tmp_path / "m.keras", 4)), "--data", str(data), "--out", str(run),
+                 "--targets", "tflite_fp32"]) == 0
+    flat = tmp_path / "flat"
+    shutil.copytree(data / "test", flat)  # PATH/<class>/*.png: no train/ or test/
+    count = len(list(flat.rglob("*.png")))
+    capsys.readouterr()
+    assert main(["eval", str(run / "artifacts" / "tflite_fp32.tflite"), "--data", str(flat), "--json"]) == 0
+    out = capsys.readouterr()
+    report = json.loads(out.out)
+    assert report["dataset"]["test_images"] == count == 80
+    assert f"all {count} of its images are the evaluation set" in out.err
