@@ -356,7 +356,7 @@ def cmd_export(args) -> int:
         print(f"{a['name']:<20} {a['path']:<34} {a['bytes'] / 1024:8.1f} KB")
     failed = manifest.get("failed") or []
     for f in failed:
-        what = f"{f['artifacts'][0]['name']} not exported" if f.get("target") else f"variant {f['variant']} failed"
+        what = "not exported" if f.get("target") else f"variant {f['variant']} failed"
         print(f"edgeport: {what}: {f['error']}", file=sys.stderr)
     made = len(manifest["artifacts"])
     print(f"manifest: {path} ({made} file(s) made" + (f", {len(failed)} failed)" if failed else ")"))

@@ -76,7 +76,7 @@ class ExportContext:
 
     def calibration_info(self) -> dict:
         return {"source": self.cfg.calibration_source, "size": int(len(self.calibration_images())),
-                "dataset": self.run.dataset().source}
+                "dataset": self.run.dataset_label}
 
 
 @dataclass(frozen=True)
@@ -105,7 +105,7 @@ def export_model(model_path: str | Path, run: RunFolder | str | Path, cfg: Expor
     from edgeport.runtime import load
     from edgeport.runtime.base import as_probabilities
     from edgeport.train.compress import load_model  # .keras in safe mode, or a QAT weights pair
-    from edgeport.train.tf import import_tf
+    from edgeport.train.tf import import_tf, quiet_conversion
 
     cfg.validate()
     targets = [get_target(t) for t in cfg.targets]  # unknown names fail before any work
@@ -121,7 +121,7 @@ def export_model(model_path: str | Path, run: RunFolder | str | Path, cfg: Expor
     data = run.dataset()
     sample = data.test_images[: cfg.validation_size]
     ref = as_probabilities(np.asarray(model.predict(spec.normalise(sample), verbose=0)))  # logits heads: softmax
-    ctx.metadata = file_metadata(spec, (training or {}).get("model") or run.model_name, data.source)
+    ctx.metadata = file_metadata(spec, (training or {}).get("model") or run.model_name, run.dataset_label)
     from edgeport.export.metadata import embed_metadata
 
     artifacts = []
@@ -133,7 +133,8 @@ def export_model(model_path: str | Path, run: RunFolder | str | Path, cfg: Expor
         try:
             with files.atomic_path(final) as tmp:
                 try:
-                    conversion = target.fn(model, tmp, ctx)
+                    with quiet_conversion():
+                        conversion = target.fn(model, tmp, ctx)
                 except ExportError:
                     raise
                 except Exception as exc:  # converters raise anything; the user needs the target and one line
@@ -144,7 +145,7 @@ def export_model(model_path: str | Path, run: RunFolder | str | Path, cfg: Expor
         except ExportError as exc:
             if failed is None:
                 raise
-            print(f"edgeport: {name} failed: {exc}", file=sys.stderr)
+            print(f"edgeport: {exc} (recorded as failed; the other targets go on)", file=sys.stderr)
             final.unlink(missing_ok=True)  # an earlier export's file of that name would pass for this one
             failed.append(TargetFailure(name, target.name, target.format, target.precision, str(exc)))
             continue
@@ -233,7 +234,7 @@ def manifest_header(run: RunFolder) -> dict:
         "source_model": {"path": run.model_path.name, "sha256": files.sha256_path(run.model_path),
                          "model_name": run.model_name, "test_accuracy": run.record.get("test_accuracy")},
         "input_spec": run.spec.to_dict(),
-        "dataset": {"source": run.dataset().source, "kind": run.dataset().kind},
+        "dataset": {"source": run.dataset_label, "kind": run.dataset().kind},
     }
 
 

@@ -38,7 +38,7 @@ from edgeport.core import files
 from edgeport.core.data import DataConfig, iter_batches, load_dataset
 from edgeport.core.environment import package_versions
 from edgeport.core.errors import ConfigError, DataError, ModelFileError
-from edgeport.core.run import DEFAULT_MODEL, TRAIN_RECORD, RunFolder
+from edgeport.core.run import DEFAULT_MODEL, TRAIN_RECORD, RunFolder, data_record
 from edgeport.core.spec import spec_for_tensor
 
 FORMATS = ("keras3", "tf_keras", "saved_model")
@@ -281,15 +281,14 @@ def import_model(cfg: ImportConfig, out_dir: str | Path) -> ImportResult:
     run.write_reference(probs, data.test_labels)
     files.write_json(out / TRAIN_RECORD, {
         "origin": "imported",
-        "source": {"path": str(src), "copy": copy.relative_to(out).as_posix(), "format": fmt,
+        "source": {"path": str(cfg.model), "copy": copy.relative_to(out).as_posix(), "format": fmt,
                    "sha256": files.sha256_path(copy), "keras_version": _keras_version(src, fmt)},
         "reference_format": "tf_keras" if model_path.name == DEFAULT_MODEL else fmt,
         "bridge": bridge,
-        "data": data_cfg.to_dict(),
+        **data_record(data_cfg, data, out),
         "input_spec": spec.to_dict(),
         "model_name": src.name,
         "params": model.count_params(),
-        "dataset": data.fingerprint(),
         "test_accuracy": accuracy,
         "val_accuracy": None,
         "model_path": model_path.relative_to(out).as_posix(),

@@ -13,6 +13,7 @@ settings are derived one way (from train.json) and the dataset is loaded once pe
 
 from __future__ import annotations
 
+import os
 from dataclasses import replace
 from functools import cached_property
 from pathlib import Path
@@ -34,11 +35,24 @@ OWNED_FILES = (TRAIN_RECORD, DEFAULT_MODEL, REFERENCE, "history.json", "curves.p
 OWNED_DIRS = ("artifacts", "source", "compressed")  # wholly edgeport's: exported, imported, fine-tuned models
 
 
+def data_record(cfg: DataConfig, data: Dataset, run_dir: str | Path) -> dict:
+    """train.json's "data" and "dataset" fields. A data path given relative (`--data shapes`) is stored relative to
+    the run folder, so the run still finds it from another working directory; one given absolute stays as given.
+    The fingerprint names the dataset as the user gave it: a machine's absolute path is not the run's to record
+    (it would end up in every exported file's metadata)."""
+    path = cfg.path
+    if path is not None and not Path(path).expanduser().is_absolute():
+        path = os.path.relpath(Path(path).resolve(), Path(run_dir).resolve())
+    return {"data": replace(cfg, path=path).to_dict(), "data_path_base": "run",
+            "dataset": data.fingerprint() | {"source": cfg.path or data.source}}
+
+
 class RunFolder:
     """One run folder. Cheap to make; each file is read on first use and kept."""
 
     def __init__(self, path: str | Path):
         self.path = Path(path)
+        self._base = self.path  # what a run-relative data path is relative to (a staged copy keeps the run's)
         self._datasets: dict[tuple, Dataset] = {}
 
     def __repr__(self) -> str:
@@ -71,9 +85,22 @@ class RunFolder:
 
     @property
     def data_config(self) -> DataConfig:
-        """The data settings the run was made with (older train.json kept them in the training config)."""
+        """The data settings the run was made with (older train.json kept them in the training config); a data path
+        recorded relative to the run folder (`data_record`) is resolved against it."""
         rec = self.record
-        return DataConfig.from_dict(rec["data"] if "data" in rec else rec.get("config"))
+        cfg = DataConfig.from_dict(rec["data"] if "data" in rec else rec.get("config"))
+        if rec.get("data_path_base") == "run" and cfg.path is not None and not Path(cfg.path).is_absolute():
+            cfg = replace(cfg, path=os.path.normpath(self._base / cfg.path))
+        return cfg
+
+    def resolved_record(self) -> dict:
+        """train.json with the data path resolved, for a copy of the run made elsewhere (a Ray task's folder)."""
+        return {**self.record, "data": self.data_config.to_dict(), "data_path_base": None}
+
+    @property
+    def dataset_label(self) -> str:
+        """The dataset as the user named it (`--data shapes`), for the manifest and the exported files' metadata."""
+        return (self.record.get("dataset") or {}).get("source") or self.dataset().source
 
     def dataset(self, test_limit: int | None = None) -> Dataset:
         """The run's dataset, loaded once per process (`test_limit` keeps only the first N test images)."""
@@ -101,6 +128,7 @@ class RunFolder:
         of one task's outputs, moved into the run folder when complete."""
         other = RunFolder(path)
         other.__dict__["record"] = self.record  # the cached_property's slot
+        other._base = self._base
         other._datasets = self._datasets
         return other
 
