@@ -119,6 +119,7 @@ def evaluate_run(run_dir: str | Path, bench_cfg: BenchConfig | None = BenchConfi
     file as a task and benchmarks them all on one node (`executor.evaluate`); report["bench_executor"] says where
     the benchmarks ran. `answers`, when given, receives each file's top-1 classes and the test set.
     """
+    from rich.console import Console
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
     from edgeport.runtime.bench import Interrupted, benchmark_file, headline
@@ -161,8 +162,9 @@ def evaluate_run(run_dir: str | Path, bench_cfg: BenchConfig | None = BenchConfi
     else:
         if bench_cfg is not None:
             report["bench_executor"] = {"kind": "local", "host": platform.node(), "cpus": cpu_count()}
+        console = Console(stderr=True)  # stdout is the table or --json; a log (not a terminal) gets no bar
         with Progress(TextColumn("{task.description:<28}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
-                      transient=True) as progress:
+                      console=console, transient=True, disable=not console.is_terminal) as progress:
             for entry in manifest["artifacts"]:
                 task = progress.add_task(f"eval {entry['name']}", total=len(images))
                 row = artifact_row(entry)
