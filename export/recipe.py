@@ -268,10 +268,12 @@ def export_recipe(run_dir: str | Path, recipe: Recipe, cfg: ExportConfig = Expor
     A failed variant is listed under "failed" in the manifest with its reason; the others are kept.
     """
     from edgeport.core.environment import package_versions
+    from edgeport.train.bridge import user_names
     from edgeport.train.compress import Compressor, check_applicable
 
     run = RunFolder(run_dir)
     (run.path / MANIFEST).unlink(missing_ok=True)  # an export in progress must not look complete
+    renamed = (run.record.get("bridge") or {}).get("renamed") or {}
     compressor = None
     if any(v.compress.method is not Method.FLOAT for v in recipe.variants):
         check_fine_tunable(run, recipe)
@@ -279,8 +281,8 @@ def export_recipe(run_dir: str | Path, recipe: Recipe, cfg: ExportConfig = Expor
         for v in recipe.variants:  # every user error before any work
             try:
                 check_applicable(compressor.base, v.compress)
-            except ConfigError as exc:
-                raise ConfigError(f"{v.label}: {exc}") from None
+            except ConfigError as exc:  # in the user's layer names where the bridge renamed any
+                raise ConfigError(f"{v.label}: {user_names(str(exc), renamed)}") from None
     if executor is None:
         if any(v.num_cpus is not None or v.num_gpus is not None for v in recipe.variants):
             print(f"edgeport: note: num_cpus/num_gpus in {recipe.source} are Ray resource requests; "
@@ -296,6 +298,7 @@ def export_recipe(run_dir: str | Path, recipe: Recipe, cfg: ExportConfig = Expor
             art.lineage["executor"] = r.executor
         artifacts += r.artifacts
         if not r.ok:
+            r.error = user_names(r.error, renamed)
             print(f"edgeport: {v.label} failed: {r.error}", file=sys.stderr)
             failed.append(_failure(v, r))
         failed += [failure_entry(f, v.name, v.compress.method.value, r.executor) for f in r.failed_targets]

@@ -57,6 +57,15 @@ class BridgeResult:
         return self.renamed.get(name, name)
 
 
+def user_names(text: str, renamed: dict[str, str]) -> str:
+    """`text`, a message about the rebuild's layers, with each renamed layer put back as the user's BLOCK/NAME."""
+    import re
+
+    for new in sorted(renamed, key=len, reverse=True):
+        text = re.sub(rf"(?<![\w/]){re.escape(new)}(?!\w)", renamed[new], text)
+    return text
+
+
 def is_keras3(model) -> bool:
     """True for a model of the Keras 3 package (`keras`), False for tf-keras (`tf_keras`) or anything else."""
     module = type(model).__module__
