@@ -265,7 +265,8 @@ def export_recipe(run_dir: str | Path, recipe: Recipe, cfg: ExportConfig = Expor
     after another) makes the variants elsewhere: `executor.make_variants(run, recipe, cfg, strategy)` returns one
     VariantResult per variant, in recipe order, with its files already in the run folder, and `executor.describe()`
     what it is. `strategy` is the tf.distribute strategy of the fine-tunes.
-    A failed variant is listed under "failed" in the manifest with its reason; the others are kept.
+    A failed variant, and each target of a made variant that failed the validation gate, is listed under "failed"
+    in the manifest with its reason; the others are kept.
     """
     from edgeport.core.environment import package_versions
     from edgeport.train.bridge import user_names
