@@ -33,6 +33,10 @@ class ExportConfig:
     calibration_size: int = 500  # training images fed to the int8 calibrators
     calibration_source: str = "train"  # "train" (first N of the training split) or "val"
     validation_size: int = 256  # test images compared with Keras after each write
+    max_drop: float | None = None  # int8 budget, points below the float model on validation (export/budget.py)
+    keep_float: tuple[str, ...] = ()  # Keras layers the mixed-capable int8 targets keep in float
+    sensitivity: bool = True  # per-layer sensitivity of every int8 file (export/sensitivity.py)
+    budget_size: int = 2000  # validation images the max_drop budget is measured on
 
     def validate(self) -> None:
         if self.calibration_size < 1:
@@ -41,6 +45,8 @@ class ExportConfig:
             raise ConfigError(f"calibration_source must be 'train' or 'val', got {self.calibration_source!r}")
         if not self.targets:
             raise ConfigError("no export targets given")
+        if self.max_drop is not None and not self.max_drop >= 0:
+            raise ConfigError(f"--max-drop is in percentage points and must be >= 0, got {self.max_drop}")
 
 
 @dataclass
@@ -52,6 +58,8 @@ class ExportContext:
     run: RunFolder
     _calib: np.ndarray | None = field(default=None, repr=False)
     metadata: dict[str, str] = field(default_factory=dict)  # embedded in every file (edgeport.core.metadata)
+    keep_float: tuple[str, ...] = ()  # layers the int8 converter now keeps in float (set by export/budget.py)
+    cache: dict = field(default_factory=dict, repr=False)  # calibrated models, the budget split, the kept layers
 
     @property
     def spec(self):
@@ -79,6 +87,8 @@ def export_model(model_path: str | Path, run: RunFolder | str | Path, cfg: Expor
 
     The run folder's train.json gives the data (calibration, validation) and the input spec; a folder without
     one means the bundled MNIST."""
+    from edgeport.export.budget import convert_within_budget
+    from edgeport.export.sensitivity import file_sensitivity
     from edgeport.export.targets import get_target
     from edgeport.runtime import load
     from edgeport.runtime.base import as_probabilities
@@ -110,7 +120,7 @@ def export_model(model_path: str | Path, run: RunFolder | str | Path, cfg: Expor
         t0 = time.perf_counter()
         with files.atomic_path(final) as tmp:
             try:
-                conversion = target.fn(model, tmp, ctx)
+                conversion = convert_within_budget(target, model, tmp, ctx)
             except ExportError:
                 raise
             except Exception as exc:  # converters raise anything; the user needs the target and one line
@@ -118,6 +128,7 @@ def export_model(model_path: str | Path, run: RunFolder | str | Path, cfg: Expor
             metadata = embed_metadata(tmp, target.format, ctx.metadata)
             validation = _validate(tmp, target, load, sample, ref, name)
             described = load(tmp).describe()
+            sensitivity = file_sensitivity(tmp, target, model, ctx) if cfg.sensitivity else None
         seconds = time.perf_counter() - t0
         artifacts.append(Artifact(
             name=name, format=target.format, precision=target.precision,
@@ -128,7 +139,10 @@ def export_model(model_path: str | Path, run: RunFolder | str | Path, cfg: Expor
                      "conversion": {"target": target.name, **conversion, "seconds": round(seconds, 2)}},
             validation=validation,
             metadata=metadata,
+            sensitivity=sensitivity,
         ))
+        if cfg.max_drop is not None:  # the budget verify reads: the same points, on the test set
+            artifacts[-1].lineage["max_drop"] = cfg.max_drop
     return artifacts
 
 
