@@ -107,9 +107,11 @@ def _match_layout(values: np.ndarray, shape: tuple) -> np.ndarray | None:
 
 def _tflite_outputs(path: Path, images: np.ndarray, layers: list[str]) -> dict:
     """layer -> (op, dequantised output of the layer's last op of the Keras output's size, step or None)."""
-    from ai_edge_litert.interpreter import Interpreter
+    from ai_edge_litert.interpreter import Interpreter, OpResolverType
 
-    interp = Interpreter(model_path=str(path), experimental_preserve_all_tensors=True)
+    # without XNNPACK: a delegate replaces the ops it takes by one node and keeps only their last output
+    interp = Interpreter(model_path=str(path), experimental_preserve_all_tensors=True,
+                         experimental_op_resolver_type=OpResolverType.BUILTIN_WITHOUT_DEFAULT_DELEGATES)
     inp = interp.get_input_details()[0]
     interp.resize_tensor_input(inp["index"], [len(images), *inp["shape"][1:]])
     interp.allocate_tensors()
