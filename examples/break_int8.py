@@ -1,6 +1,6 @@
 """Write a Keras 3 MNIST CNN that full-int8 quantisation breaks while its float outputs are unchanged.
 
-    python examples/break_int8.py OUT.keras [--train-limit 20000] [--epochs 3] [--huge 1000] [--seed 0]
+    python examples/break_int8.py OUT.keras [--train-limit 30000] [--epochs 6] [--huge 1000] [--seed 0]
 
 A small CNN is trained on the bundled MNIST, then its first convolution gets one more output channel, a
 huge constant: a zero kernel and the bias `--huge`, so after ReLU and max pooling it is
@@ -21,8 +21,8 @@ from pathlib import Path
 import numpy as np
 
 
-def build(seed: int, filters: int = 8):
-    """The CNN: conv(filters) -> max-pool -> conv(16) -> max-pool -> flatten -> dense(10) softmax (Keras 3)."""
+def build(seed: int, filters: int = 16):
+    """The CNN: conv(filters) -> max-pool -> conv(32) -> max-pool -> flatten -> dense(10) softmax (Keras 3)."""
     import keras
     from keras import layers as L
 
@@ -31,7 +31,7 @@ def build(seed: int, filters: int = 8):
         keras.Input((28, 28, 1)),
         L.Conv2D(filters, 3, activation="relu", name="conv2d"),
         L.MaxPooling2D(name="max_pooling2d"),
-        L.Conv2D(16, 3, activation="relu", name="conv2d_1"),
+        L.Conv2D(32, 3, activation="relu", name="conv2d_1"),
         L.MaxPooling2D(name="max_pooling2d_1"),
         L.Flatten(name="flatten"),
         L.Dense(10, activation="softmax", name="dense"),
@@ -58,8 +58,8 @@ def break_int8(model, huge: float = 1000.0):
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("out", help="the .keras file to write")
-    ap.add_argument("--train-limit", type=int, default=20000, help="training images (the first N of MNIST's)")
-    ap.add_argument("--epochs", type=int, default=3)
+    ap.add_argument("--train-limit", type=int, default=30000, help="training images (the first N of MNIST's)")
+    ap.add_argument("--epochs", type=int, default=6)
     ap.add_argument("--huge", type=float, default=1000.0, help="the constant activation of the broken channel")
     ap.add_argument("--seed", type=int, default=0)
     args = ap.parse_args(argv)
@@ -70,7 +70,7 @@ def main(argv: list[str] | None = None) -> int:
     x, y = data.train_images.astype("float32") / 255.0, data.train_labels
     model = build(args.seed)
     model.compile(optimizer="adam", loss="sparse_categorical_crossentropy", metrics=["accuracy"])
-    model.fit(x, y, epochs=args.epochs, batch_size=64, verbose=0)
+    model.fit(x, y, epochs=args.epochs, batch_size=32, verbose=0)
     xt = data.test_images.astype("float32") / 255.0
     before = model.predict(xt, verbose=0)
     model = break_int8(model, args.huge)

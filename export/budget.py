@@ -90,11 +90,12 @@ def _search(target, model, path: Path, ctx, conversion: dict, forced: tuple[str,
         conversion, in_file = target.fn(model, path, ctx), list(kept)
         return measure(kept)
 
-    kept, in_file = list(forced), list(forced)
+    kept, in_file, ranking = list(forced), list(forced), []
     drop = measure(kept)  # the file as first converted
     if drop > limit:
         shared = [x for x in ctx.cache.get("kept_float", []) if x not in kept]
-        order = shared + [x for x in _ranking(path, model, ctx, images) if x not in kept and x not in shared]
+        ranking = _ranking(path, model, ctx, images)  # the full-int8 file's sensitivity, worst first
+        order = shared + [x for x in ranking if x not in kept and x not in shared]
         for layer in order:
             kept.append(layer)
             drop = attempt(kept)
@@ -108,15 +109,13 @@ def _search(target, model, path: Path, ctx, conversion: dict, forced: tuple[str,
         if not shared:  # a smaller set where the budget still holds, last added first
             for layer in [x for x in reversed(kept) if x not in forced]:
                 trial = [x for x in kept if x != layer]
-                if attempt(trial) <= limit:
+                seen = [t["drop"] for t in tries if set(t["kept_float"]) == set(trial)]
+                if (seen[0] if seen else attempt(trial)) <= limit:
                     kept = trial
-        if in_file != kept:
-            drop = attempt(kept)
-        else:
-            drop = tries[-1]["drop"]
+        drop = attempt(kept) if in_file != kept else tries[-1]["drop"]
     ctx.cache["kept_float"] = list(kept)
     budget = {"max_drop": limit, "validation_drop": round(drop, 3), "float_accuracy": round(float_acc, 5),
-              "split": source, "images": int(len(images)), "tries": tries}
+              "split": source, "images": int(len(images)), "tries": tries, "ranking": ranking}
     return conversion, kept, budget
 
 

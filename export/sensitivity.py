@@ -106,38 +106,44 @@ def _match_layout(values: np.ndarray, shape: tuple) -> np.ndarray | None:
 
 
 def _tflite_outputs(path: Path, images: np.ndarray, layers: list[str]) -> dict:
-    """layer -> (op, dequantised output of the layer's last op of the Keras output's size, step or None)."""
+    """layer -> (op, dequantised output of the layer's last op, step or None for a float tensor)."""
     from ai_edge_litert.interpreter import Interpreter, OpResolverType
 
     # without XNNPACK: a delegate replaces the ops it takes by one node and keeps only their last output
     interp = Interpreter(model_path=str(path), experimental_preserve_all_tensors=True,
                          experimental_op_resolver_type=OpResolverType.BUILTIN_WITHOUT_DEFAULT_DELEGATES)
+    details = {t["index"]: t for t in interp.get_tensor_details()}
+    outputs = {int(o["index"]) for o in interp.get_output_details()}
+    chosen: dict[str, tuple[str, int]] = {}  # layer -> (op, tensor index of its last op)
+    for op in interp._get_ops_details():  # no public API lists ops with their tensors
+        for i in map(int, op["outputs"]):
+            layer = layer_of(details[i]["name"], layers)
+            if layer is None and i in outputs:  # the converter names the model's output by its signature
+                layer = layers[-1]
+            if layer is not None:
+                prev = chosen.get(layer)
+                chosen[layer] = (op["op_name"] if op["op_name"] in MAC_OPS or prev is None else prev[0], i)
     inp = interp.get_input_details()[0]
-    interp.resize_tensor_input(inp["index"], [len(images), *inp["shape"][1:]])
+    batch = len(images) if inp["shape_signature"][0] == -1 else int(inp["shape"][0])  # batch-1 files: one by one
+    if batch != inp["shape"][0]:
+        interp.resize_tensor_input(inp["index"], [batch, *inp["shape"][1:]])
     interp.allocate_tensors()
     scale, zero = inp["quantization"]
     x = images if inp["dtype"] == np.float32 else np.clip(np.round(images / scale + zero), -128, 127).astype(
         inp["dtype"])
-    interp.set_tensor(inp["index"], x)
-    interp.invoke()
-    details = {t["index"]: t for t in interp.get_tensor_details()}
-    outputs = {int(o["index"]) for o in interp.get_output_details()}
-    found: dict[str, tuple] = {}
-    for op in interp._get_ops_details():  # no public API lists ops with their tensors
-        for i in op["outputs"]:
-            t = details[int(i)]
-            layer = layer_of(t["name"], layers)
-            if layer is None and int(i) in outputs:  # the converter names the model's output by its signature
-                layer = layers[-1]
-            if layer is None:
-                continue
-            values = interp.get_tensor(int(i))
-            step, zp = t["quantization"]
-            if values.dtype != np.float32:
-                values = (values.astype(np.float32) - zp) * step
-            prev = found.get(layer)
-            main = op["op_name"] if op["op_name"] in MAC_OPS or prev is None else prev[0]
-            found[layer] = (main, values, step if t["dtype"] != np.float32 else None)
+    parts: dict[str, list[np.ndarray]] = {layer: [] for layer in chosen}
+    for start in range(0, len(x) - batch + 1, batch):
+        interp.set_tensor(inp["index"], x[start:start + batch])
+        interp.invoke()
+        for layer, (_, i) in chosen.items():
+            parts[layer].append(interp.get_tensor(i).copy())
+    found = {}
+    for layer, (op, i) in chosen.items():
+        values, t = np.concatenate(parts[layer]), details[i]
+        step, zp = t["quantization"]
+        quantised = t["dtype"] != np.float32
+        found[layer] = (op, (values.astype(np.float32) - zp) * step if quantised else values, step if quantised
+                        else None)
     return found
 
 
