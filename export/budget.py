@@ -56,7 +56,10 @@ def convert_within_budget(target, model, path: Path, ctx) -> dict:
     `int8_mac_share` and `budget` for a mixed-capable target."""
     cfg = ctx.cfg
     forced = tuple(cfg.keep_float)
-    mixed = target.name in MIXED_TARGETS and (cfg.max_drop is not None or forced)
+    from edgeport.export.tflite_export import is_qat
+
+    # a QAT model keeps its trained int8 ranges: nothing to keep in float
+    mixed = target.name in MIXED_TARGETS and (cfg.max_drop is not None or forced) and not is_qat(model)
     ctx.keep_float = forced if mixed else ()
     conversion = target.fn(model, path, ctx)
     if not mixed:

@@ -44,7 +44,7 @@ except ModuleNotFoundError:  # Python 3.10: the same parser as a package (pyproj
 
 DEFAULT_RECIPE = Path(__file__).parent / "recipes" / "default.toml"
 COMPRESSED_DIR = "compressed"  # fine-tuned models, one per non-float variant
-EXPORT_SETTINGS = ("calibration_size", "calibration_source")  # per variant
+EXPORT_SETTINGS = ("calibration_size", "calibration_source", "keep_float")  # per variant
 RESOURCE_SETTINGS = ("num_cpus", "num_gpus")  # per variant: the Ray task's resource request (--ray only)
 VERIFY_SETTINGS = ("max_drop",)  # per variant: the accuracy cost `edgeport verify` allows, in points
 SHARED_SETTINGS = ("sparsity", "clusters", *FINE_TUNE_SETTINGS, *EXPORT_SETTINGS, *RESOURCE_SETTINGS,
@@ -61,6 +61,7 @@ class Variant:
     targets: tuple[str, ...]
     calibration_size: int | None  # None: the export config's
     calibration_source: str | None  # None: the export config's
+    keep_float: tuple[str, ...] | None = None  # Keras layers its int8 files keep in float; None: the config's
     label: str  # how errors name this entry: "recipe.toml: variant 3 (pqat)"
     num_cpus: float | None = None  # CPUs its Ray task asks for; None: 1
     num_gpus: float | None = None  # GPUs its Ray task asks for; None: 0
@@ -140,6 +141,8 @@ def parse_recipe(raw: dict, source: str = "recipe") -> Recipe:
                                                    (*SETTINGS[method], *FINE_TUNE_SETTINGS) if k in values})
             cfg.validate()
             export = {k: values.get(k) for k in EXPORT_SETTINGS}
+            if export["keep_float"] is not None:
+                export["keep_float"] = _layer_list(export["keep_float"])
             ExportConfig(targets=targets, **{k: v for k, v in export.items() if v is not None}).validate()
             resources = {k: _resource(values[k], k) for k in RESOURCE_SETTINGS if k in values}
             if "max_drop" in values:
@@ -187,6 +190,12 @@ def _number(value, key: str):
     if isinstance(value, bool) or not isinstance(value, int | float):
         raise ConfigError(f"{key} must be a number, got {value!r}")
     return value
+
+
+def _layer_list(value) -> tuple[str, ...]:
+    if not isinstance(value, list) or not all(isinstance(v, str) and v for v in value):
+        raise ConfigError(f"keep_float must be a list of Keras layer names, got {value!r}")
+    return tuple(value)
 
 
 def _resource(value, key: str) -> float:
@@ -270,6 +279,7 @@ def export_recipe(run_dir: str | Path, recipe: Recipe, cfg: ExportConfig = Expor
 
     run = RunFolder(run_dir)
     (run.path / MANIFEST).unlink(missing_ok=True)  # an export in progress must not look complete
+    check_keep_float_layers(run, recipe)
     compressor = None
     if any(v.compress.method is not Method.FLOAT for v in recipe.variants):
         check_fine_tunable(run, recipe)
@@ -308,6 +318,19 @@ def export_recipe(run_dir: str | Path, recipe: Recipe, cfg: ExportConfig = Expor
         failed=failed,
         packages=package_versions(),
     )
+
+
+def check_keep_float_layers(run: RunFolder, recipe: Recipe) -> None:
+    """Every layer a variant's keep_float names must be a layer of the run's model, before any work."""
+    wanted = [v for v in recipe.variants if v.keep_float]
+    if not wanted:
+        return
+    from edgeport.export.layers import check_keep_float, layer_names
+    from edgeport.train.compress import load_model
+
+    layers = layer_names(load_model(run.model_path))
+    for v in wanted:
+        check_keep_float(v.keep_float, layers, v.label)
 
 
 def check_fine_tunable(run: RunFolder, recipe: Recipe) -> None:
