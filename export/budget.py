@@ -59,12 +59,16 @@ def convert_within_budget(target, model, path: Path, ctx) -> dict:
     from edgeport.export.tflite_export import is_qat
 
     # a QAT model keeps its trained int8 ranges: nothing to keep in float
-    mixed = target.name in MIXED_TARGETS and (cfg.max_drop is not None or forced) and not is_qat(model)
+    mixed = (target.name in MIXED_TARGETS and (cfg.max_drop is not None or forced)
+             and not (hasattr(model, "layers") and is_qat(model)))
+    if mixed:
+        check_keep_float(forced, layer_names(model), "keep_float")
+        if cfg.max_drop is not None:  # before any conversion: can the split measure the budget at all?
+            check_resolvable(cfg.max_drop, len(budget_split(ctx)[0]))
     ctx.keep_float = forced if mixed else ()
     conversion = target.fn(model, path, ctx)
     if not mixed:
         return conversion
-    check_keep_float(forced, layer_names(model), "keep_float")
     budget = None
     if cfg.max_drop is not None:
         conversion, kept, budget = _search(target, model, path, ctx, conversion, forced)
@@ -75,7 +79,6 @@ def convert_within_budget(target, model, path: Path, ctx) -> dict:
 
 def _search(target, model, path: Path, ctx, conversion: dict, forced: tuple[str, ...]):
     images, labels, source = budget_split(ctx)
-    check_resolvable(ctx.cfg.max_drop, len(images))
     float_acc = _float_accuracy(model, ctx, images, labels)
     tries: list[dict] = []
     limit = ctx.cfg.max_drop

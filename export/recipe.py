@@ -3,6 +3,7 @@
     [settings]                      # defaults for every variant (each may override them)
     epochs = 1.0                    # fine-tune length, passes over the training split
     calibration_size = 500          # optional: otherwise the export config's (500; 100 with --quick)
+    keep_float = ["conv2d"]         # optional: Keras layers its int8 files keep in float (export/budget.py)
 
     [[variant]]
     method = "pqat"                 # float | prune | sparse_2_4 | cluster | qat | pqat | cqat
@@ -61,11 +62,11 @@ class Variant:
     targets: tuple[str, ...]
     calibration_size: int | None  # None: the export config's
     calibration_source: str | None  # None: the export config's
-    keep_float: tuple[str, ...] | None = None  # Keras layers its int8 files keep in float; None: the config's
     label: str  # how errors name this entry: "recipe.toml: variant 3 (pqat)"
     num_cpus: float | None = None  # CPUs its Ray task asks for; None: 1
     num_gpus: float | None = None  # GPUs its Ray task asks for; None: 0
     max_drop: float | None = None  # accuracy cost vs the reference verify allows, in points; None: --max-drop
+    keep_float: tuple[str, ...] | None = None  # Keras layers its int8 files keep in float; None: the config's
 
     @property
     def prefix(self) -> str:
@@ -278,8 +279,8 @@ def export_recipe(run_dir: str | Path, recipe: Recipe, cfg: ExportConfig = Expor
     from edgeport.train.compress import Compressor, check_applicable
 
     run = RunFolder(run_dir)
-    (run.path / MANIFEST).unlink(missing_ok=True)  # an export in progress must not look complete
     check_keep_float_layers(run, recipe)
+    (run.path / MANIFEST).unlink(missing_ok=True)  # an export in progress must not look complete
     compressor = None
     if any(v.compress.method is not Method.FLOAT for v in recipe.variants):
         check_fine_tunable(run, recipe)
