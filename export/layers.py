@@ -1,9 +1,11 @@
 """Name every TFLite tensor and ONNX node by the Keras layer it came from, so both formats speak of the same layers.
 
 The TFLite converter and tf2onnx both keep the Keras layer name as a path segment of the names they write:
-"sequential/conv2d/Relu;sequential/conv2d/BiasAdd;..." (a TFLite op's output tensor, fused names joined by ";")
-or "sequential/conv2d/BiasAdd__6" (an ONNX node, tf2onnx's layout helpers get a "__N" suffix). The first part
-names the op's main output, so its first segment (after the model's scope) that is a layer name is the layer.
+"model/re_lu/Relu;model/batch_normalization/FusedBatchNormV3;model/conv2d/Conv2D" (a TFLite op's output tensor:
+conv, batch norm and ReLU fused into one op, each layer's name joined by ";"), or an ONNX node "model/conv2d/Conv2D"
+whose output tensor is "model/re_lu/Relu:0" (tf2onnx's layout helpers get a "__N" suffix). An op belongs to every
+layer its names mention (keeping any of them in float keeps the op in float); its output holds the values of the
+last of them in model order.
 """
 
 from __future__ import annotations
@@ -16,15 +18,17 @@ def layer_names(model) -> list[str]:
     return [layer.name for layer in getattr(model, "layers", []) if type(layer).__name__ != "InputLayer"]
 
 
-def layer_of(name: str, layers: list[str] | set[str]) -> str | None:
-    """The Keras layer a tensor or node name belongs to, or None (inputs, outputs, constants of no layer)."""
-    known = set(layers)
-    main = name.split(";")[0]
-    for seg in main.split("/")[1:]:  # the first segment is the model's own scope ("sequential_1")
-        seg = seg.split(":")[0].split("__")[0]
-        if seg in known:
-            return seg
-    return None
+def layers_in(name: str, layers: list[str]) -> list[str]:
+    """Every Keras layer a tensor or node name mentions, in model order (a fused op names each layer it holds)."""
+    segs = {seg.split(":")[0].split("__")[0] for part in name.split(";") for seg in part.split("/")[1:]}
+    return [layer for layer in layers if layer in segs]  # the first segment is the model's scope ("sequential_1")
+
+
+def layer_of(name: str, layers: list[str]) -> str | None:
+    """The Keras layer whose output a tensor holds: the last one its name mentions (conv, BN and ReLU fused into
+    one op output ReLU's values), or None (inputs, constants, names of no layer)."""
+    found = layers_in(name, layers)
+    return found[-1] if found else None
 
 
 def check_keep_float(keep: tuple[str, ...] | list[str], layers: list[str], where: str) -> None:
@@ -44,8 +48,7 @@ def tflite_nodes(model_bytes: bytes, layers: list[str]) -> dict[str, list[str]]:
     found: dict[str, list[str]] = {}
     for op in interp._get_ops_details():  # no public API lists ops with their tensors
         for i in op["outputs"]:
-            layer = layer_of(names.get(int(i), ""), layers)
-            if layer is not None:
+            for layer in layers_in(names.get(int(i), ""), layers):
                 found.setdefault(layer, []).append(names[int(i)])
     return found
 
@@ -54,7 +57,7 @@ def onnx_nodes(proto, layers: list[str]) -> dict[str, list[str]]:
     """layer -> names of the ONNX nodes made from it (what quantize_static's nodes_to_exclude takes)."""
     found: dict[str, list[str]] = {}
     for node in proto.graph.node:
-        layer = layer_of(node.name, layers)
-        if layer is not None:
+        mentioned = set(layers_in(node.name, layers)).union(*(layers_in(o, layers) for o in node.output))
+        for layer in mentioned:
             found.setdefault(layer, []).append(node.name)
     return found

@@ -21,7 +21,7 @@ from pathlib import Path
 
 import numpy as np
 
-from edgeport.export.layers import layer_names, layer_of
+from edgeport.export.layers import layer_names, layer_of, layers_in
 
 SENSITIVITY_IMAGES = 200  # validation images compared per file
 SQNR_CAP_DB = 120.0  # an exact channel (zero error) is reported as this, JSON having no infinity
@@ -162,18 +162,30 @@ def _onnx_outputs(path: Path, images: np.ndarray, layers: list[str]) -> dict:
             step = inits.get(node.input[1])
             if deq and step is not None:
                 quantised[node.input[0]] = (deq[0].output[0], float(onnx.numpy_helper.to_array(step).ravel()[0]))
+    readers: dict[str, list] = {}
+    for node in proto.graph.node:
+        for name in node.input:
+            readers.setdefault(name, []).append(node)
+
+    def next_ops(tensor: str) -> list:
+        """The nodes that read `tensor`, looking through Quantize/DequantizeLinear pairs."""
+        found = []
+        for node in readers.get(tensor, []):
+            qdq = node.op_type in ("QuantizeLinear", "DequantizeLinear")
+            found += next_ops(node.output[0]) if qdq else [node]
+        return found
+
     chosen: dict[str, tuple[str, str, float | None]] = {}  # layer -> (op, tensor, step)
     for node in proto.graph.node:
         if node.op_type in ("QuantizeLinear", "DequantizeLinear"):
             continue
-        layer = layer_of(node.name, layers)
-        if layer is None:
-            continue
         tensor = node.output[0]
+        layer = layer_of(tensor, layers) or layer_of(node.name, layers)  # a fused node's output names the last layer
+        after = next_ops(tensor)
+        if layer is None or (after and all(layer in layers_in(n.name, layers) for n in after)):
+            continue  # a step inside the layer (batch norm as Mul then Add): not the layer's output
         twin, step = quantised.get(tensor, (tensor, None))
-        prev = chosen.get(layer)
-        op = node.op_type if node.op_type in MAC_OPS or prev is None else prev[0]
-        chosen[layer] = (op, twin, step)
+        chosen[layer] = (_onnx_op(proto, layer, layers), twin, step)
     existing = {o.name for o in proto.graph.output}
     for _, tensor, _ in chosen.values():
         if tensor not in existing and tensor in produced:
@@ -204,3 +216,13 @@ def file_sensitivity(path: Path, target, model, ctx) -> list[dict] | None:
     if key not in ctx.cache:
         ctx.cache[key] = keras_outputs(model, images)
     return layer_sensitivity(path, model, images, ctx.cache[key])
+
+
+def _onnx_op(proto, layer: str, layers: list[str]) -> str:
+    """The op a layer is named by: its multiply-accumulate node if it has one, else its first node that is not one
+    of tf2onnx's layout helpers (named "...__N")."""
+    nodes = [n for n in proto.graph.node if n.op_type not in ("QuantizeLinear", "DequantizeLinear")]
+    ops = [n.op_type for n in nodes if layer in layers_in(n.name, layers)
+           or any(layer in layers_in(o, layers) for o in n.output)]
+    plain = [n.op_type for n in nodes if layer in layers_in(n.name, layers) and "__" not in n.name]
+    return next((op for op in ops if op in MAC_OPS), (plain or ops or ["?"])[0])
