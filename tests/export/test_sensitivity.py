@@ -158,3 +158,15 @@ def test_recipe_keep_float_is_honoured(budgeted, tmp_path):
     for a in arts:
         assert a["lineage"]["conversion"]["kept_float"] == ["conv2d", "max_pooling2d", "conv2d_1"]
         assert a["sensitivity"] is None
+
+
+def test_default_export_gives_int8_files_a_sensitivity_table_and_counts_int8_macs(tiny_run, artifacts):
+    from edgeport.runtime.macs import count_macs
+
+    arts = {a["name"]: a for a in json.loads((tiny_run / "manifest.json").read_text())["artifacts"]}
+    rows = arts["tflite_int8"]["sensitivity"]
+    assert rows and all(r["sqnr_db"] > 10 for r in rows)  # a healthy model: no layer near 0 dB
+    assert arts["tflite_fp32"]["sensitivity"] is None
+    int8, fp32 = count_macs(artifacts["tflite_int8"]), count_macs(artifacts["tflite_fp32"])
+    assert int8.int8_macs == int8.macs > 0
+    assert fp32.int8_macs == 0
