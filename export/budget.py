@@ -5,8 +5,8 @@ The loop (after NNCF's accuracy control, with the sensitivity table as its ranki
 validation drop; if above the budget, rank the layers by their per-channel SQNR in that file (export/sensitivity.py,
 worst first) and keep them in float one at a time, re-converting, until the drop is within budget; then try
 dropping each kept layer again (last added first) and keep it int8 where the budget still holds, so the set is as
-small as this greedy search finds. The set found for one format is tried first for the next one, so TFLite and
-ONNX keep the same layers when that set meets the budget in both. No set meeting the budget: an ExportError naming
+small as this greedy search finds. The set found for one format is tried first, whole, for the next one, so
+TFLite and ONNX keep the same layers when that set meets the budget in both (else more are added by rank). No set meeting the budget: an ExportError naming
 the best drop found, and the target writes nothing.
 """
 
@@ -99,15 +99,18 @@ def _search(target, model, path: Path, ctx, conversion: dict, forced: tuple[str,
     kept, in_file, ranking = list(forced), list(forced), []
     drop = measure(kept)  # the file as first converted
     if drop > limit:
-        shared = [x for x in ctx.cache.get("kept_float", []) if x not in kept]
         ranking = _ranking(path, model, ctx, images)  # the full-int8 file's sensitivity, worst first
-        order = shared + [x for x in ranking if x not in kept and x not in shared]
-        for layer in order:
-            kept.append(layer)
+        shared = [x for x in ctx.cache.get("kept_float", []) if x not in kept]  # what the other format kept
+        if shared:
+            kept += shared
             drop = attempt(kept)
-            if drop <= limit:
-                break
-        else:
+        if drop > limit:
+            for layer in [x for x in ranking if x not in kept]:
+                kept.append(layer)
+                drop = attempt(kept)
+                if drop <= limit:
+                    break
+        if drop > limit:
             best = min(tries, key=lambda t: t["drop"])
             raise ExportError(f"{target.name}: no set of layers kept in float brings the validation drop within "
                               f"--max-drop {limit:g} points; best {best['drop']:.2f} points keeping "
