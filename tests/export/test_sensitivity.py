@@ -58,6 +58,7 @@ def test_max_drop_keeps_the_same_layers_in_float_in_both_formats(budgeted):
     tfl, onx = arts["tflite_int8"]["lineage"], arts["onnx_static_int8"]["lineage"]
     assert tfl["conversion"]["kept_float"] == onx["conversion"]["kept_float"]
     assert "conv2d" in tfl["conversion"]["kept_float"]
+    assert onx["conversion"]["budget"]["tries"][1]["kept_float"] == tfl["conversion"]["kept_float"]  # tried whole
     for lineage in (tfl, onx):
         budget = lineage["conversion"]["budget"]
         assert budget["tries"][0]["kept_float"] == []
