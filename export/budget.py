@@ -6,8 +6,8 @@ validation drop; if above the budget, rank the layers by their per-channel SQNR 
 worst first) and keep them in float one at a time, re-converting, until the drop is within budget; then try
 dropping each kept layer again (last added first) and keep it int8 where the budget still holds, so the set is as
 small as this greedy search finds. The set found for one format is tried first, whole, for the next one, so
-TFLite and ONNX keep the same layers when that set meets the budget in both (else more are added by rank). No set meeting the budget: an ExportError naming
-the best drop found, and the target writes nothing.
+TFLite and ONNX keep the same layers when that set meets the budget in both (else more are added by rank).
+No set meeting the budget: an ExportError naming the best drop found, and the target writes nothing.
 """
 
 from __future__ import annotations

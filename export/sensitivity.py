@@ -17,6 +17,7 @@ fine because the constant dominates the power; the median channel sees the other
 
 from __future__ import annotations
 
+import sys
 from pathlib import Path
 
 import numpy as np
@@ -212,10 +213,17 @@ def file_sensitivity(path: Path, target, model, ctx) -> list[dict] | None:
     from edgeport.export.budget import budget_split
 
     images = ctx.spec.normalise(budget_split(ctx)[0][:SENSITIVITY_IMAGES])
+    if not len(images):
+        return None
     key = ("keras_outputs", id(model))
-    if key not in ctx.cache:
-        ctx.cache[key] = keras_outputs(model, images)
-    return layer_sensitivity(path, model, images, ctx.cache[key])
+    try:
+        if key not in ctx.cache:
+            ctx.cache[key] = keras_outputs(model, images)
+        return layer_sensitivity(path, model, images, ctx.cache[key])
+    except Exception as exc:  # a diagnostic: a graph this module does not understand must not fail the export
+        print(f"edgeport: note: {target.name}: per-layer sensitivity skipped ({type(exc).__name__}: "
+              f"{str(exc).splitlines()[0][:160] if str(exc) else ''})", file=sys.stderr)
+        return None
 
 
 def _onnx_op(proto, layer: str, layers: list[str]) -> str:
