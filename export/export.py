@@ -19,7 +19,7 @@ import numpy as np
 
 from edgeport.core import files
 from edgeport.core.environment import package_versions
-from edgeport.core.errors import ConfigError, ExportError
+from edgeport.core.errors import ConfigError, EdgeportError, ExportError
 from edgeport.core.manifest import MANIFEST, Artifact, write_manifest
 from edgeport.core.metadata import file_metadata
 from edgeport.core.run import RunFolder
@@ -121,7 +121,7 @@ def export_model(model_path: str | Path, run: RunFolder | str | Path, cfg: Expor
         with files.atomic_path(final) as tmp:
             try:
                 conversion = convert_within_budget(target, model, tmp, ctx)
-            except ExportError:
+            except EdgeportError:  # already one line naming the value (a budget, a layer, a split)
                 raise
             except Exception as exc:  # converters raise anything; the user needs the target and one line
                 raise ExportError(f"{name}: conversion failed ({_first_line(exc)})") from None

@@ -128,7 +128,7 @@ def test_too_small_validation_split_says_the_smallest_resolvable_difference(brok
     assert main(["export", "--model", str(broken), "--out", str(out), "--targets", "tflite_int8", "--max-drop", "1",
                  *small]) == 2
     (line,) = _errors(capsys)
-    assert "100 images" in line and "6.00 points" in line
+    assert "--max-drop 1:" in line and "100 images" in line and "6.00 points" in line
     assert not (out / "artifacts" / "tflite_int8.tflite").exists()
 
 
