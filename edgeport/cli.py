@@ -215,6 +215,10 @@ def _configs(args):
         ec = replace(ec, targets=_targets(args.targets))
     if getattr(args, "calibration_size", None) is not None:
         ec = replace(ec, calibration_size=args.calibration_size)
+    if getattr(args, "budget_max_drop", None) is not None:  # export/run: the int8 budget and verify's, one meaning
+        ec = replace(ec, max_drop=_max_drop(args.budget_max_drop))
+    if getattr(args, "no_sensitivity", False):
+        ec = replace(ec, sensitivity=False)
     bflags = {"runs": "runs", "warmup": "warmup", "time_budget": "time_budget_s", "memory_repeats": "memory_repeats"}
     bc = replace(bc, **{f: getattr(args, a) for a, f in bflags.items() if getattr(args, a, None) is not None})
     for flag in ("threads", "batch_sizes"):
@@ -253,6 +257,8 @@ def _recipe(args, by_default: bool):
     recipe = load_recipe(args.recipe)
     if args.calibration_size is not None and recipe.sets("calibration_size"):
         raise ConfigError(f"--calibration-size conflicts with calibration_size in {recipe.source}; set it in one place")
+    if getattr(args, "budget_max_drop", None) is not None and recipe.sets("max_drop"):
+        raise ConfigError(f"--max-drop conflicts with max_drop in {recipe.source}; set it in one place")
     return recipe
 
 
@@ -485,6 +491,16 @@ def cmd_models(args) -> int:
     return 0
 
 
+def _add_budget_args(p) -> None:
+    p.add_argument("--max-drop", dest="budget_max_drop", default=None, metavar="POINTS",
+                   help="int8 files may lose at most this many accuracy points against the float model they were "
+                        "converted from, measured on the validation split: the most sensitive layers stay in float "
+                        "until they do (tflite_int8, tflite_int8_float_io, onnx_static_int8); also the budget "
+                        "`edgeport verify` checks")
+    p.add_argument("--no-sensitivity", action="store_true",
+                   help="skip the per-layer sensitivity table of int8 files")
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="edgeport", description=__doc__.splitlines()[0])
     sub = parser.add_subparsers(dest="command", required=True)
@@ -498,6 +514,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--out", default=None, help="output folder (overrides --name)")
     p.add_argument("--targets", default=None, help="comma-separated export targets (see `edgeport models`)")
     p.add_argument("--calibration-size", type=int, default=None, help="int8 calibration images (default 500)")
+    _add_budget_args(p)
     p.add_argument("--recipe", default=None, help="compression recipe TOML (default: the packaged full matrix "
                                                   "unless --targets is given)")
     _add_ray_arg(p, "each recipe variant and each evaluation")
@@ -519,6 +536,7 @@ def build_parser() -> argparse.ArgumentParser:
     _add_import_args(p)
     p.add_argument("--targets", "--target", default=None, help="comma-separated export targets (c-array: C array)")
     p.add_argument("--calibration-size", type=int, default=None)
+    _add_budget_args(p)
     p.add_argument("--recipe", default=None, help="compression recipe TOML, or 'default' for the full matrix")
     _add_strategy_arg(p)
     _add_ray_arg(p, "each recipe variant")

@@ -235,6 +235,8 @@ def artifact_row(entry: dict) -> dict:
     """A report row's manifest part: name, format, precision, path, sizes and lineage."""
     row = {k: entry.get(k) for k in ("name", "format", "precision", "path", "bytes", "gzip_bytes")}
     row["lineage"] = entry.get("lineage", {})
+    if entry.get("sensitivity") is not None:
+        row["sensitivity"] = entry["sensitivity"]
     return row
 
 

@@ -25,7 +25,7 @@ import numpy as np
 
 from edgeport.core import files
 from edgeport.core.environment import package_versions
-from edgeport.core.errors import ConfigError, ExportError
+from edgeport.core.errors import ConfigError, EdgeportError, ExportError
 from edgeport.core.manifest import MANIFEST, Artifact, write_manifest
 from edgeport.core.metadata import file_metadata
 from edgeport.core.run import RunFolder
@@ -39,6 +39,10 @@ class ExportConfig:
     calibration_size: int = 500  # training images fed to the int8 calibrators
     calibration_source: str = "train"  # "train" (first N of the training split) or "val"
     validation_size: int = 256  # test images compared with Keras after each write
+    max_drop: float | None = None  # int8 budget, points below the float model on validation (export/budget.py)
+    keep_float: tuple[str, ...] = ()  # Keras layers the mixed-capable int8 targets keep in float
+    sensitivity: bool = True  # per-layer sensitivity of every int8 file (export/sensitivity.py)
+    budget_size: int = 2000  # validation images the max_drop budget is measured on
 
     def validate(self) -> None:
         if self.calibration_size < 1:
@@ -47,6 +51,8 @@ class ExportConfig:
             raise ConfigError(f"calibration_source must be 'train' or 'val', got {self.calibration_source!r}")
         if not self.targets:
             raise ConfigError("no export targets given")
+        if self.max_drop is not None and not self.max_drop >= 0:
+            raise ConfigError(f"--max-drop is in percentage points and must be >= 0, got {self.max_drop}")
 
 
 @dataclass
@@ -58,6 +64,8 @@ class ExportContext:
     run: RunFolder
     _calib: np.ndarray | None = field(default=None, repr=False)
     metadata: dict[str, str] = field(default_factory=dict)  # embedded in every file (edgeport.core.metadata)
+    keep_float: tuple[str, ...] = ()  # layers the int8 converter now keeps in float (set by export/budget.py)
+    cache: dict = field(default_factory=dict, repr=False)  # calibrated models, the budget split, the kept layers
 
     @property
     def spec(self):
@@ -101,11 +109,13 @@ def export_model(model_path: str | Path, run: RunFolder | str | Path, cfg: Expor
     The run folder's train.json gives the data (calibration, validation) and the input spec; a folder without
     one means the bundled MNIST. `failed`, when given, collects each target that fails (ExportError: conversion or
     the gate) and the other targets go on; None: the first failure raises."""
+    from edgeport.export.budget import convert_within_budget
+    from edgeport.export.sensitivity import file_sensitivity
     from edgeport.export.targets import get_target
     from edgeport.runtime import load
     from edgeport.runtime.base import as_probabilities
     from edgeport.train.compress import load_model  # .keras in safe mode, or a QAT weights pair
-    from edgeport.train.tf import import_tf, quiet_conversion
+    from edgeport.train.tf import import_tf
 
     cfg.validate()
     targets = [get_target(t) for t in cfg.targets]  # unknown names fail before any work
@@ -133,15 +143,15 @@ def export_model(model_path: str | Path, run: RunFolder | str | Path, cfg: Expor
         try:
             with files.atomic_path(final) as tmp:
                 try:
-                    with quiet_conversion():
-                        conversion = target.fn(model, tmp, ctx)
-                except ExportError:
+                    conversion = convert_within_budget(target, model, tmp, ctx)
+                except EdgeportError:  # already one line naming the value (a budget, a layer, a split)
                     raise
                 except Exception as exc:  # converters raise anything; the user needs the target and one line
                     raise ExportError(f"{name}: conversion failed ({_first_line(exc)})") from None
                 metadata = embed_metadata(tmp, target.format, ctx.metadata)
                 validation = _validate(tmp, target, load, sample, ref, name)
                 described = load(tmp).describe()
+                sensitivity = file_sensitivity(tmp, target, model, ctx) if cfg.sensitivity else None
         except ExportError as exc:
             if failed is None:
                 raise
@@ -159,7 +169,10 @@ def export_model(model_path: str | Path, run: RunFolder | str | Path, cfg: Expor
                      "conversion": {"target": target.name, **conversion, "seconds": round(seconds, 2)}},
             validation=validation,
             metadata=metadata,
+            sensitivity=sensitivity,
         ))
+        if cfg.max_drop is not None:  # the budget verify reads: the same points, on the test set
+            artifacts[-1].lineage["max_drop"] = cfg.max_drop
     return artifacts
 
 

@@ -91,10 +91,15 @@ def export_onnx_static_int8(model, path: Path, ctx) -> dict:
         fp32, pre = Path(tmp) / "fp32.onnx", Path(tmp) / "pre.onnx"
         conversion = export_onnx_fp32(model, fp32, ctx)
         quant_pre_process(str(fp32), str(pre))  # shape inference + graph optimisation, as onnxruntime advises
+        excluded = []
+        if ctx.keep_float:  # some layers stay float (export/mixed.py)
+            from edgeport.export.mixed import onnx_excluded
+
+            excluded = onnx_excluded(pre, model, ctx.keep_float)
         quantize_static(str(pre), str(path), Reader("image", calib), quant_format=QuantFormat.QDQ,
                         per_channel=True, activation_type=QuantType.QInt8, weight_type=QuantType.QInt8,
-                        calibrate_method=CalibrationMethod.MinMax)
+                        calibrate_method=CalibrationMethod.MinMax, nodes_to_exclude=excluded)
     return {**conversion, "quantizer": "onnxruntime.quantization.quantize_static", "pre_process": True,
             "format": "QDQ", "per_channel": True, "activations": "int8", "weights": "int8",
-            "calibrate_method": "MinMax", "calibration": ctx.calibration_info()}
+            "calibrate_method": "MinMax", "calibration": ctx.calibration_info(), "excluded_nodes": len(excluded)}
 

@@ -3,6 +3,7 @@
     [settings]                      # defaults for every variant (each may override them)
     epochs = 1.0                    # fine-tune length, passes over the training split
     calibration_size = 500          # optional: otherwise the export config's (500; 100 with --quick)
+    keep_float = ["conv2d"]         # optional: Keras layers its int8 files keep in float (export/budget.py)
 
     [[variant]]
     method = "pqat"                 # float | prune | sparse_2_4 | cluster | qat | pqat | cqat
@@ -44,7 +45,7 @@ except ModuleNotFoundError:  # Python 3.10: the same parser as a package (pyproj
 
 DEFAULT_RECIPE = Path(__file__).parent / "recipes" / "default.toml"
 COMPRESSED_DIR = "compressed"  # fine-tuned models, one per non-float variant
-EXPORT_SETTINGS = ("calibration_size", "calibration_source")  # per variant
+EXPORT_SETTINGS = ("calibration_size", "calibration_source", "keep_float")  # per variant
 RESOURCE_SETTINGS = ("num_cpus", "num_gpus")  # per variant: the Ray task's resource request (--ray only)
 VERIFY_SETTINGS = ("max_drop",)  # per variant: the accuracy cost `edgeport verify` allows, in points
 SHARED_SETTINGS = ("sparsity", "clusters", *FINE_TUNE_SETTINGS, *EXPORT_SETTINGS, *RESOURCE_SETTINGS,
@@ -65,6 +66,7 @@ class Variant:
     num_cpus: float | None = None  # CPUs its Ray task asks for; None: 1
     num_gpus: float | None = None  # GPUs its Ray task asks for; None: 0
     max_drop: float | None = None  # accuracy cost vs the reference verify allows, in points; None: --max-drop
+    keep_float: tuple[str, ...] | None = None  # Keras layers its int8 files keep in float; None: the config's
 
     @property
     def prefix(self) -> str:
@@ -140,6 +142,8 @@ def parse_recipe(raw: dict, source: str = "recipe") -> Recipe:
                                                    (*SETTINGS[method], *FINE_TUNE_SETTINGS) if k in values})
             cfg.validate()
             export = {k: values.get(k) for k in EXPORT_SETTINGS}
+            if export["keep_float"] is not None:
+                export["keep_float"] = _layer_list(export["keep_float"])
             ExportConfig(targets=targets, **{k: v for k, v in export.items() if v is not None}).validate()
             resources = {k: _resource(values[k], k) for k in RESOURCE_SETTINGS if k in values}
             if "max_drop" in values:
@@ -187,6 +191,12 @@ def _number(value, key: str):
     if isinstance(value, bool) or not isinstance(value, int | float):
         raise ConfigError(f"{key} must be a number, got {value!r}")
     return value
+
+
+def _layer_list(value) -> tuple[str, ...]:
+    if not isinstance(value, list) or not all(isinstance(v, str) and v for v in value):
+        raise ConfigError(f"keep_float must be a list of Keras layer names, got {value!r}")
+    return tuple(value)
 
 
 def _resource(value, key: str) -> float:
@@ -273,6 +283,7 @@ def export_recipe(run_dir: str | Path, recipe: Recipe, cfg: ExportConfig = Expor
     from edgeport.train.compress import Compressor, check_applicable
 
     run = RunFolder(run_dir)
+    check_keep_float_layers(run, recipe)
     (run.path / MANIFEST).unlink(missing_ok=True)  # an export in progress must not look complete
     renamed = (run.record.get("bridge") or {}).get("renamed") or {}
     compressor = None
@@ -315,6 +326,19 @@ def export_recipe(run_dir: str | Path, recipe: Recipe, cfg: ExportConfig = Expor
         failed=failed,
         packages=package_versions(),
     )
+
+
+def check_keep_float_layers(run: RunFolder, recipe: Recipe) -> None:
+    """Every layer a variant's keep_float names must be a layer of the run's model, before any work."""
+    wanted = [v for v in recipe.variants if v.keep_float]
+    if not wanted:
+        return
+    from edgeport.export.layers import check_keep_float, layer_names
+    from edgeport.train.compress import load_model
+
+    layers = layer_names(load_model(run.model_path))
+    for v in wanted:
+        check_keep_float(v.keep_float, layers, v.label)
 
 
 def check_fine_tunable(run: RunFolder, recipe: Recipe) -> None:
