@@ -133,13 +133,20 @@ def test_too_small_validation_split_says_the_smallest_resolvable_difference(brok
 
 
 def test_a_budget_no_layer_set_meets_fails_with_the_best_drop(budgeted, tmp_path, capsys, monkeypatch):
-    """With no layer to keep in float (ranking emptied), the budget cannot be met: the error names the best drop."""
+    """With no layer to keep in float (ranking emptied), the budget cannot be met: the target is recorded as failed
+    with the best drop found, its file is not written, the other targets go on, and export exits 1."""
+    import json
+
     import edgeport.export.budget as budget
 
     monkeypatch.setattr(budget, "_ranking", lambda *a: [])
-    assert main(["export", str(budgeted), "--targets", "tflite_int8", "--max-drop", "1"]) == 2
-    (line,) = _errors(capsys)
-    assert "no set of layers kept in float" in line and "best" in line and "points" in line
+    assert main(["export", str(budgeted), "--targets", "tflite_int8,tflite_fp32", "--max-drop", "1"]) == 1
+    manifest = json.loads((budgeted / "manifest.json").read_text())
+    (failure,) = manifest["failed"]
+    assert failure["target"] == "tflite_int8"
+    assert "no set of layers kept in float" in failure["error"] and "best" in failure["error"]
+    assert not (budgeted / "artifacts" / "tflite_int8.tflite").exists()
+    assert [a["name"] for a in manifest["artifacts"]] == ["tflite_fp32"]
 
 
 def test_keep_float_naming_a_missing_layer_is_one_line(budgeted, tmp_path, capsys):
