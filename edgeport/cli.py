@@ -229,6 +229,10 @@ def _configs(args):
         ec = replace(ec, calibration_method=args.calibration_method)
     if getattr(args, "calibration_curve", False):
         ec = replace(ec, calibration_curve=True)
+    if getattr(args, "budget_max_drop", None) is not None:  # export/run: the int8 budget and verify's, one meaning
+        ec = replace(ec, max_drop=_max_drop(args.budget_max_drop))
+    if getattr(args, "no_sensitivity", False):
+        ec = replace(ec, sensitivity=False)
     bflags = {"runs": "runs", "warmup": "warmup", "time_budget": "time_budget_s", "memory_repeats": "memory_repeats"}
     bc = replace(bc, **{f: getattr(args, a) for a, f in bflags.items() if getattr(args, a, None) is not None})
     for flag in ("threads", "batch_sizes"):
@@ -267,6 +271,8 @@ def _recipe(args, by_default: bool):
     recipe = load_recipe(args.recipe)
     if args.calibration_size is not None and recipe.sets("calibration_size"):
         raise ConfigError(f"--calibration-size conflicts with calibration_size in {recipe.source}; set it in one place")
+    if getattr(args, "budget_max_drop", None) is not None and recipe.sets("max_drop"):
+        raise ConfigError(f"--max-drop conflicts with max_drop in {recipe.source}; set it in one place")
     return recipe
 
 
@@ -306,7 +312,7 @@ def cmd_run(args) -> int:
 
 
 def cmd_train(args) -> int:
-    from edgeport.pipeline import clear_downstream
+    from edgeport.core.run import RunFolder
     from edgeport.train.fit import train
 
     if is_model_file(args.model):
@@ -317,7 +323,7 @@ def cmd_train(args) -> int:
     out = Path(args.out)
     from edgeport.core import files
 
-    clear_downstream(files.ensure_writable_dir(out))
+    RunFolder(files.ensure_writable_dir(out)).clear_run()  # an earlier run's files must not pass for this one's
     result = train(tc, out)
     if not result.chief:
         print(f"multi-worker: this worker trained in sync (test accuracy {result.test_accuracy:.2%}, "
@@ -372,10 +378,13 @@ def cmd_export(args) -> int:
     manifest = read_manifest(args.run_dir)
     for a in manifest["artifacts"]:
         print(f"{a['name']:<20} {a['path']:<34} {a['bytes'] / 1024:8.1f} KB")
-    for f in manifest.get("failed") or []:
-        print(f"edgeport: variant {f['variant']} failed: {f['error']}", file=sys.stderr)
-    print(f"manifest: {path}")
-    return 1 if manifest.get("failed") else 0
+    failed = manifest.get("failed") or []
+    for f in failed:
+        what = "not exported" if f.get("target") else f"variant {f['variant']} failed"
+        print(f"edgeport: {what}: {f['error']}", file=sys.stderr)
+    made = len(manifest["artifacts"])
+    print(f"manifest: {path} ({made} file(s) made" + (f", {len(failed)} failed)" if failed else ")"))
+    return 1 if failed else 0
 
 
 def _eval_or_bench(args, bench: bool) -> int:
@@ -390,6 +399,10 @@ def _eval_or_bench(args, bench: bool) -> int:
     devices = _devices(args) if bench else None
     answers = Answers() if args.predictions else None
     data = _data_config(args) if args.data else None
+    if data is not None and getattr(args, "test_fraction", None) is None:  # a flat class folder: all test images
+        from dataclasses import replace
+
+        data = replace(data, whole=True)
     if devices:
         from edgeport.remote import RemoteConfig, bench_with_devices
 
@@ -496,6 +509,16 @@ def cmd_models(args) -> int:
     return 0
 
 
+def _add_budget_args(p) -> None:
+    p.add_argument("--max-drop", dest="budget_max_drop", default=None, metavar="POINTS",
+                   help="int8 files may lose at most this many accuracy points against the float model they were "
+                        "converted from, measured on the validation split: the most sensitive layers stay in float "
+                        "until they do (tflite_int8, tflite_int8_float_io, onnx_static_int8); also the budget "
+                        "`edgeport verify` checks")
+    p.add_argument("--no-sensitivity", action="store_true",
+                   help="skip the per-layer sensitivity table of int8 files")
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="edgeport", description=__doc__.splitlines()[0])
     sub = parser.add_subparsers(dest="command", required=True)
@@ -510,6 +533,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--targets", default=None, help="comma-separated export targets (see `edgeport models`)")
     p.add_argument("--calibration-size", type=int, default=None, help="int8 calibration images (default 500)")
     _add_calibration_args(p)
+    _add_budget_args(p)
     p.add_argument("--recipe", default=None, help="compression recipe TOML (default: the packaged full matrix "
                                                   "unless --targets is given)")
     _add_ray_arg(p, "each recipe variant and each evaluation")
@@ -532,6 +556,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--targets", "--target", default=None, help="comma-separated export targets (c-array: C array)")
     p.add_argument("--calibration-size", type=int, default=None, help="int8 calibration images (default 500)")
     _add_calibration_args(p)
+    _add_budget_args(p)
     p.add_argument("--recipe", default=None, help="compression recipe TOML, or 'default' for the full matrix")
     _add_strategy_arg(p)
     _add_ray_arg(p, "each recipe variant")

@@ -12,6 +12,7 @@ the run folder ends up the same.
 from __future__ import annotations
 
 import platform
+import shutil
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -91,17 +92,23 @@ def run_pipeline(out_dir: str | Path, train_cfg=None, export_cfg=None, bench_cfg
                 export_run(scratch, export_cfg, recipe=recipe, strategy=train_cfg.strategy)
             return {"run": Path(out_dir).name, "worker": True, "artifacts": [],
                     "pipeline_seconds": round(time.perf_counter() - t0, 1)}
+    created = not Path(out_dir).exists()
     out = files.ensure_writable_dir(out_dir)
-    clear_downstream(out)
     t0 = time.perf_counter()
-    if import_cfg is not None:
-        from edgeport.train.bring import import_model
+    try:
+        if import_cfg is not None:
+            from edgeport.train.bring import import_model
 
-        import_model(import_cfg, out)
-    else:
-        train(train_cfg, out)
-    export_run(out, export_cfg, recipe=recipe, executor=executor, strategy=train_cfg.strategy)
-    report = evaluate_run(out, bench_cfg, executor=executor)
+            import_model(import_cfg, out)  # replaces an earlier run's files once the model and data are checked
+        else:
+            RunFolder(out).clear_run()
+            train(train_cfg, out)
+        export_run(out, export_cfg, recipe=recipe, executor=executor, strategy=train_cfg.strategy)
+        report = evaluate_run(out, bench_cfg, executor=executor)
+    except BaseException:
+        if created and not any(p.is_file() for p in out.rglob("*")):  # failed before writing anything: no husk
+            shutil.rmtree(out, ignore_errors=True)
+        raise
     report["pipeline_seconds"] = round(time.perf_counter() - t0, 1)
     write_report(out, report)
     return report
@@ -116,6 +123,7 @@ def evaluate_run(run_dir: str | Path, bench_cfg: BenchConfig | None = BenchConfi
     file as a task and benchmarks them all on one node (`executor.evaluate`); report["bench_executor"] says where
     the benchmarks ran. `answers`, when given, receives each file's top-1 classes and the test set.
     """
+    from rich.console import Console
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
     from edgeport.runtime.bench import Interrupted, benchmark_file, headline
@@ -160,8 +168,9 @@ def evaluate_run(run_dir: str | Path, bench_cfg: BenchConfig | None = BenchConfi
     else:
         if bench_cfg is not None:
             report["bench_executor"] = {"kind": "local", "host": platform.node(), "cpus": cpu_count()}
+        console = Console(stderr=True)  # stdout is the table or --json; a log (not a terminal) gets no bar
         with Progress(TextColumn("{task.description:<28}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
-                      transient=True) as progress:
+                      console=console, transient=True, disable=not console.is_terminal) as progress:
             for entry in manifest["artifacts"]:
                 task = progress.add_task(f"eval {entry['name']}", total=len(images))
                 row = artifact_row(entry)
@@ -232,6 +241,8 @@ def artifact_row(entry: dict) -> dict:
     """A report row's manifest part: name, format, precision, path, sizes and lineage."""
     row = {k: entry.get(k) for k in ("name", "format", "precision", "path", "bytes", "gzip_bytes")}
     row["lineage"] = entry.get("lineage", {})
+    if entry.get("sensitivity") is not None:
+        row["sensitivity"] = entry["sensitivity"]
     return row
 
 
@@ -249,13 +260,14 @@ def evaluate_artifact(path: str | Path, entry: dict, images, labels, reference, 
 
 
 def failed_variant_rows(manifest: dict) -> list[dict]:
-    """A failed row for every file a recipe variant would have made had it not failed (the manifest's "failed")."""
+    """A failed row for every file the export did not make (the manifest's "failed"): a target that failed the
+    validation gate, or every file of a recipe variant that could not be made."""
     rows = []
     for f in manifest.get("failed") or []:
+        why = f"not exported: {f['error']}" if f.get("target") else f"variant {f['variant']} was not made: {f['error']}"
         for a in f.get("artifacts", []):
             rows.append({"name": a["name"], "format": a.get("format"), "precision": a.get("precision"), "path": None,
-                         "bytes": None, "gzip_bytes": None, "status": "failed",
-                         "error": f"variant {f['variant']} was not made: {f['error']}",
+                         "bytes": None, "gzip_bytes": None, "status": "failed", "error": why,
                          "lineage": {"training": {"method": f.get("method"), "variant": f["variant"]},
                                      "executor": f.get("executor")}})
     return rows
@@ -287,6 +299,7 @@ def evaluate_files(paths: list, data: DataConfig | str | None = None, bench_cfg:
             notes += [n for n in model.spec_notes if n not in notes]
             if dataset is None or tuple(dataset.test_images.shape[1:]) != model.spec.image_shape:
                 dataset = _data_for(model, cfg, limit, explicit=data is not None)
+                notes += [n for n in (dataset.notes if dataset is not None else ()) if n not in notes]
             row.update(format=model.format, precision=model.input.dtype, bytes=Path(p).stat().st_size,
                        gzip_bytes=files.gzip_size(p), status="ok", input_spec=model.spec.to_dict())
             if dataset is not None:

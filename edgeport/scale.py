@@ -179,7 +179,7 @@ class RayExecutor:
                               f"{run.model_path.name} is a SavedModel folder: run it without --ray")
         model_ref = self.ray.put(run.model_path.read_bytes())
         rel = run.model_path.relative_to(run.path).as_posix()  # model.keras, or source/NAME for an imported model
-        inputs = (model_ref, files.sha256_file(run.model_path), rel, run.record)
+        inputs = (model_ref, files.sha256_file(run.model_path), rel, run.resolved_record())
         refs, providers = {}, {}
         for v in recipe.variants:
             first = first_phase(v.compress)

@@ -79,7 +79,9 @@ def verify_run(run_dir: str | Path, cfg: VerifyConfig = VerifyConfig()) -> Verdi
     verdicts = []
     for row in report["artifacts"]:
         v = ArtifactVerdict(row["name"], True)
-        if row.get("status") != "ok":
+        if row.get("status") != "ok" and row.get("path") is None:  # the manifest's "failed": never written
+            v.reasons.append(row.get("error") or "not exported")
+        elif row.get("status") != "ok":
             v.reasons.append(f"failed to load or run: {row.get('error', row.get('status'))}")
         else:
             v.accuracy, v.agreement = row["accuracy"], row["agreement"]

@@ -88,7 +88,7 @@ def calibration_curve(run_dir: str | Path, cfg, targets, sizes=CURVE_SIZES) -> d
     from edgeport.runtime import load
     from edgeport.runtime.base import as_probabilities
     from edgeport.train.compress import load_model
-    from edgeport.train.tf import import_tf
+    from edgeport.train.tf import import_tf, quiet_conversion
 
     run = RunFolder(run_dir)
     names = curve_targets(targets)
@@ -113,7 +113,8 @@ def calibration_curve(run_dir: str | Path, cfg, targets, sizes=CURVE_SIZES) -> d
                 ctx = ExportContext(tf=tf, cfg=replace(cfg, calibration_size=n), run=run, metadata=metadata)
                 path = Path(tmp) / f"{name}_{n}{target.suffix}"
                 try:
-                    target.fn(model, path, ctx)
+                    with quiet_conversion():  # converter chatter off the terminal, as for every export
+                        target.fn(model, path, ctx)
                 except ExportError:
                     raise
                 except Exception as exc:  # converters raise anything; one line naming the target and size

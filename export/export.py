@@ -3,7 +3,13 @@
 Validate-after-write (after Optimum's exporters): each file is written to a temporary path, opened with
 the TF-free runtime (TFLite: LiteRT loads and allocates it; ONNX: onnx.checker, then onnxruntime), and
 its outputs are compared with the Keras model's on a sample of test images. Only then is it renamed into
-place; a failure raises ExportError naming the target and leaves no file behind.
+place; a failure leaves no file behind.
+
+The gate, per file (the README's "Validation gate"): ONNX files pass onnx.checker (full check); the file loads and
+runs in the runtime; float targets stay within their `atol` of the Keras probabilities (1e-4 for float32, 1e-2
+for float16 weights); quantised targets agree with Keras' top-1 class on at least their `min_agreement` (95%)
+of the `validation_size` (256) test images. A target that fails is recorded as a `TargetFailure` (its one-line
+reason) and the run's other targets go on; the manifest lists it under "failed".
 """
 
 from __future__ import annotations
@@ -19,7 +25,7 @@ import numpy as np
 
 from edgeport.core import files
 from edgeport.core.environment import package_versions
-from edgeport.core.errors import ConfigError, ExportError
+from edgeport.core.errors import ConfigError, EdgeportError, ExportError
 from edgeport.core.manifest import MANIFEST, Artifact, write_manifest
 from edgeport.core.metadata import file_metadata
 from edgeport.core.run import RunFolder
@@ -37,6 +43,10 @@ class ExportConfig:
     calibration_method: str = "minmax"  # onnx_static_int8's calibrator: minmax | percentile | entropy (TFLite's
     # converter has one, absolute min/max, and no choice)
     calibration_curve: bool = False  # also convert each calibrated target with 10..1000 images, accuracy on val
+    max_drop: float | None = None  # int8 budget, points below the float model on validation (export/budget.py)
+    keep_float: tuple[str, ...] = ()  # Keras layers the mixed-capable int8 targets keep in float
+    sensitivity: bool = True  # per-layer sensitivity of every int8 file (export/sensitivity.py)
+    budget_size: int = 2000  # validation images the max_drop budget is measured on
 
     def validate(self) -> None:
         if self.calibration_size < 1:
@@ -48,6 +58,8 @@ class ExportConfig:
             raise ConfigError(f"calibration_source must be 'train' or 'val', got {self.calibration_source!r}")
         if not self.targets:
             raise ConfigError("no export targets given")
+        if self.max_drop is not None and not self.max_drop >= 0:
+            raise ConfigError(f"--max-drop is in percentage points and must be >= 0, got {self.max_drop}")
 
 
 @dataclass
@@ -59,6 +71,8 @@ class ExportContext:
     run: RunFolder
     _calib: np.ndarray | None = field(default=None, repr=False)
     metadata: dict[str, str] = field(default_factory=dict)  # embedded in every file (edgeport.core.metadata)
+    keep_float: tuple[str, ...] = ()  # layers the int8 converter now keeps in float (set by export/budget.py)
+    cache: dict = field(default_factory=dict, repr=False)  # calibrated models, the budget split, the kept layers
 
     @property
     def spec(self):
@@ -78,15 +92,33 @@ class ExportContext:
     def calibration_info(self, method: str) -> dict:
         """The calibration set for the lineage, and `method`: how the converter turned it into ranges."""
         return {"source": self.cfg.calibration_source, "size": int(len(self.calibration_images())),
-                "dataset": self.run.dataset().source, "method": method}
+                "dataset": self.run.dataset_label, "method": method}
+
+
+@dataclass(frozen=True)
+class TargetFailure:
+    """A target that did not pass the gate (or did not convert): nothing of it is left in artifacts/."""
+
+    name: str  # the artifact name it would have had (with the variant's prefix)
+    target: str  # the target's registered name
+    format: str
+    precision: str
+    error: str  # one line: which check failed and by how much
+
+    def to_dict(self) -> dict:
+        return asdict(self)
 
 
 def export_model(model_path: str | Path, run: RunFolder | str | Path, cfg: ExportConfig = ExportConfig(),
-                 training: dict | None = None, prefix: str = "") -> list[Artifact]:
+                 training: dict | None = None, prefix: str = "",
+                 failed: list[TargetFailure] | None = None) -> list[Artifact]:
     """Convert one model file to each target in `cfg.targets` into `run`'s artifacts/; return validated artifacts.
 
     The run folder's train.json gives the data (calibration, validation) and the input spec; a folder without
-    one means the bundled MNIST."""
+    one means the bundled MNIST. `failed`, when given, collects each target that fails (ExportError: conversion or
+    the gate) and the other targets go on; None: the first failure raises."""
+    from edgeport.export.budget import convert_within_budget
+    from edgeport.export.sensitivity import file_sensitivity
     from edgeport.export.targets import get_target
     from edgeport.runtime import load
     from edgeport.runtime.base import as_probabilities
@@ -107,7 +139,7 @@ def export_model(model_path: str | Path, run: RunFolder | str | Path, cfg: Expor
     data = run.dataset()
     sample = data.test_images[: cfg.validation_size]
     ref = as_probabilities(np.asarray(model.predict(spec.normalise(sample), verbose=0)))  # logits heads: softmax
-    ctx.metadata = file_metadata(spec, (training or {}).get("model") or run.model_name, data.source)
+    ctx.metadata = file_metadata(spec, (training or {}).get("model") or run.model_name, run.dataset_label)
     from edgeport.export.metadata import embed_metadata
 
     artifacts = []
@@ -116,16 +148,25 @@ def export_model(model_path: str | Path, run: RunFolder | str | Path, cfg: Expor
         final = out / f"{name}{target.suffix}"
         print(f"export {name}: {target.description}", file=sys.stderr)
         t0 = time.perf_counter()
-        with files.atomic_path(final) as tmp:
-            try:
-                conversion = target.fn(model, tmp, ctx)
-            except ExportError:
+        try:
+            with files.atomic_path(final) as tmp:
+                try:
+                    conversion = convert_within_budget(target, model, tmp, ctx)
+                except EdgeportError:  # already one line naming the value (a budget, a layer, a split)
+                    raise
+                except Exception as exc:  # converters raise anything; the user needs the target and one line
+                    raise ExportError(f"{name}: conversion failed ({_first_line(exc)})") from None
+                metadata = embed_metadata(tmp, target.format, ctx.metadata)
+                validation = _validate(tmp, target, load, sample, ref, name)
+                described = load(tmp).describe()
+                sensitivity = file_sensitivity(tmp, target, model, ctx) if cfg.sensitivity else None
+        except ExportError as exc:
+            if failed is None:
                 raise
-            except Exception as exc:  # converters raise anything; the user needs the target and one line
-                raise ExportError(f"{name}: conversion failed ({_first_line(exc)})") from None
-            metadata = embed_metadata(tmp, target.format, ctx.metadata)
-            validation = _validate(tmp, target, load, sample, ref, name)
-            described = load(tmp).describe()
+            print(f"edgeport: {exc} (recorded as failed; the other targets go on)", file=sys.stderr)
+            final.unlink(missing_ok=True)  # an earlier export's file of that name would pass for this one
+            failed.append(TargetFailure(name, target.name, target.format, target.precision, str(exc)))
+            continue
         seconds = time.perf_counter() - t0
         artifacts.append(Artifact(
             name=name, format=target.format, precision=target.precision,
@@ -136,8 +177,17 @@ def export_model(model_path: str | Path, run: RunFolder | str | Path, cfg: Expor
                      "conversion": {"target": target.name, **conversion, "seconds": round(seconds, 2)}},
             validation=validation,
             metadata=metadata,
+            sensitivity=sensitivity,
         ))
+        if cfg.max_drop is not None:  # the budget verify reads: the same points, on the test set
+            artifacts[-1].lineage["max_drop"] = cfg.max_drop
     return artifacts
+
+
+def failure_entry(f: TargetFailure, variant: str, method: str, executor: dict | None = None) -> dict:
+    """The manifest's "failed" record of one target that failed the gate: the file it would have been, and why."""
+    return {"variant": variant, "method": method, "target": f.target, "error": f.error, "executor": executor or {},
+            "artifacts": [{"name": f.name, "format": f.format, "precision": f.precision}]}
 
 
 def _validate(path: Path, target, load, sample_u8, ref: np.ndarray, name: str) -> dict:
@@ -183,18 +233,21 @@ def export_run(run_dir: str | Path, cfg: ExportConfig = ExportConfig(), recipe=N
     (run.path / MANIFEST).unlink(missing_ok=True)  # an export in progress must not look complete
     t0 = time.perf_counter()
     if executor is None:
-        artifacts = export_model(run.model_path, run, cfg, training={"method": "float", "model": run.model_name})
+        failures: list[TargetFailure] = []
+        artifacts = export_model(run.model_path, run, cfg, training={"method": "float", "model": run.model_name},
+                                 failed=failures)
         where = {"kind": "local", "host": platform.node()}
         ran = where | {"node_id": None, "task_id": None, "seconds": round(time.perf_counter() - t0, 2)}
-    else:  # the targets as one float variant; a failure raises, as it does here
+    else:  # the targets as one float variant; a model that cannot be loaded at all raises, as it does here
         (result,) = executor.make_variants(run, plain_recipe(cfg), cfg, strategy)
         if not result.ok:
             raise ExportError(result.error)
-        artifacts, where, ran = result.artifacts, executor.describe(), result.executor
+        artifacts, failures, where, ran = result.artifacts, result.failed_targets, executor.describe(), result.executor
     for art in artifacts:
         art.lineage["executor"] = ran
     return write_manifest(run.path, artifacts, **manifest_header(run), export_config=asdict(cfg),
-                          executor=where, packages=package_versions())
+                          executor=where, failed=[failure_entry(f, "float", "float", ran) for f in failures],
+                          packages=package_versions())
 
 
 def manifest_header(run: RunFolder) -> dict:
@@ -205,7 +258,7 @@ def manifest_header(run: RunFolder) -> dict:
         "source_model": {"path": run.model_path.name, "sha256": files.sha256_path(run.model_path),
                          "model_name": run.model_name, "test_accuracy": run.record.get("test_accuracy")},
         "input_spec": run.spec.to_dict(),
-        "dataset": {"source": run.dataset().source, "kind": run.dataset().kind},
+        "dataset": {"source": run.dataset_label, "kind": run.dataset().kind},
     }
 
 

@@ -141,6 +141,11 @@ def export_onnx_static_int8(model, path: Path, ctx) -> dict:
         fp32, pre = Path(tmp) / "fp32.onnx", Path(tmp) / "pre.onnx"
         conversion = export_onnx_fp32(model, fp32, ctx)
         quant_pre_process(str(fp32), str(pre))  # shape inference + graph optimisation, as onnxruntime advises
+        excluded = []
+        if ctx.keep_float:  # some layers stay float (export/mixed.py)
+            from edgeport.export.mixed import onnx_excluded
+
+            excluded = onnx_excluded(pre, model, ctx.keep_float)
         # The histogram calibrators (percentile, entropy) stack every feed's outputs with np.asarray, which fails
         # on a short last batch ("inhomogeneous shape"): they get one image per feed, so all feeds are equal.
         reader = Reader("image", calib, 32 if method is CalibrationMethod.MinMax else 1)
@@ -150,8 +155,10 @@ def export_onnx_static_int8(model, path: Path, ctx) -> dict:
                 cache, reader = _entropy_ranges(pre, reader, Path(tmp)), None
             quantize_static(str(pre), str(path), reader, quant_format=QuantFormat.QDQ, per_channel=True,
                             activation_type=QuantType.QInt8, weight_type=QuantType.QInt8, calibrate_method=method,
+                            nodes_to_exclude=excluded,
                             **({} if cache is None else {"calibration_cache_path": str(cache)}))
     return {**conversion, "quantizer": "onnxruntime.quantization.quantize_static", "pre_process": True,
             "format": "QDQ", "per_channel": True, "activations": "int8", "weights": "int8",
-            "calibrator": CALIBRATORS[ctx.cfg.calibration_method],
-            "calibrate_method": method.name, "calibration": ctx.calibration_info(ctx.cfg.calibration_method)}
+            "calibrator": CALIBRATORS[ctx.cfg.calibration_method], "calibrate_method": method.name,
+            "calibration": ctx.calibration_info(ctx.cfg.calibration_method), "excluded_nodes": len(excluded)}
+

@@ -3,6 +3,7 @@
     [settings]                      # defaults for every variant (each may override them)
     epochs = 1.0                    # fine-tune length, passes over the training split
     calibration_size = 500          # optional: otherwise the export config's (500; 100 with --quick)
+    keep_float = ["conv2d"]         # optional: Keras layers its int8 files keep in float (export/budget.py)
 
     [[variant]]
     method = "pqat"                 # float | prune | sparse_2_4 | cluster | qat | pqat | cqat
@@ -34,7 +35,7 @@ from edgeport.core import files
 from edgeport.core.errors import ConfigError, EdgeportError
 from edgeport.core.manifest import MANIFEST, Artifact, write_manifest
 from edgeport.core.run import RunFolder
-from edgeport.export.export import ExportConfig, export_model, manifest_header
+from edgeport.export.export import ExportConfig, TargetFailure, export_model, failure_entry, manifest_header
 from edgeport.train.compress import FINE_TUNE_SETTINGS, QUANTISED, SETTINGS, CompressConfig, Method
 
 try:
@@ -44,7 +45,7 @@ except ModuleNotFoundError:  # Python 3.10: the same parser as a package (pyproj
 
 DEFAULT_RECIPE = Path(__file__).parent / "recipes" / "default.toml"
 COMPRESSED_DIR = "compressed"  # fine-tuned models, one per non-float variant
-EXPORT_SETTINGS = ("calibration_size", "calibration_source")  # per variant
+EXPORT_SETTINGS = ("calibration_size", "calibration_source", "keep_float")  # per variant
 RESOURCE_SETTINGS = ("num_cpus", "num_gpus")  # per variant: the Ray task's resource request (--ray only)
 VERIFY_SETTINGS = ("max_drop",)  # per variant: the accuracy cost `edgeport verify` allows, in points
 SHARED_SETTINGS = ("sparsity", "clusters", *FINE_TUNE_SETTINGS, *EXPORT_SETTINGS, *RESOURCE_SETTINGS,
@@ -65,6 +66,7 @@ class Variant:
     num_cpus: float | None = None  # CPUs its Ray task asks for; None: 1
     num_gpus: float | None = None  # GPUs its Ray task asks for; None: 0
     max_drop: float | None = None  # accuracy cost vs the reference verify allows, in points; None: --max-drop
+    keep_float: tuple[str, ...] | None = None  # Keras layers its int8 files keep in float; None: the config's
 
     @property
     def prefix(self) -> str:
@@ -140,6 +142,8 @@ def parse_recipe(raw: dict, source: str = "recipe") -> Recipe:
                                                    (*SETTINGS[method], *FINE_TUNE_SETTINGS) if k in values})
             cfg.validate()
             export = {k: values.get(k) for k in EXPORT_SETTINGS}
+            if export["keep_float"] is not None:
+                export["keep_float"] = _layer_list(export["keep_float"])
             ExportConfig(targets=targets, **{k: v for k, v in export.items() if v is not None}).validate()
             resources = {k: _resource(values[k], k) for k in RESOURCE_SETTINGS if k in values}
             if "max_drop" in values:
@@ -189,6 +193,12 @@ def _number(value, key: str):
     return value
 
 
+def _layer_list(value) -> tuple[str, ...]:
+    if not isinstance(value, list) or not all(isinstance(v, str) and v for v in value):
+        raise ConfigError(f"keep_float must be a list of Keras layer names, got {value!r}")
+    return tuple(value)
+
+
 def _resource(value, key: str) -> float:
     value = _number(value, key)
     if value < 0 or (key == "num_cpus" and value == 0):
@@ -207,6 +217,7 @@ class VariantResult:
     artifacts: list[Artifact] = field(default_factory=list)
     error: str | None = None  # None: made; else the reason, one line
     phase: dict | None = None  # a prune/cluster fine-tune pqat/cqat may start from: {"file", "lineage"}
+    failed_targets: list[TargetFailure] = field(default_factory=list)  # made, but these targets failed the gate
     executor: dict = field(default_factory=dict)  # where and how long: kind, node_id, host, task_id, seconds
 
     @property
@@ -240,7 +251,8 @@ def make_variant(v: Variant, run: RunFolder, cfg: ExportConfig, stage: Path, com
                 phase = {"file": training["source_model"], "lineage": memo}
         ecfg = replace(cfg, targets=v.targets, **{k: getattr(v, k) for k in EXPORT_SETTINGS
                                                   if getattr(v, k) is not None})
-        artifacts = export_model(source, run.staged(stage), ecfg, training=training, prefix=v.prefix)
+        failed: list[TargetFailure] = []
+        artifacts = export_model(source, run.staged(stage), ecfg, training=training, prefix=v.prefix, failed=failed)
     except EdgeportError as exc:
         return VariantResult(v.name, error=str(exc))
     for art in artifacts:
@@ -251,7 +263,7 @@ def make_variant(v: Variant, run: RunFolder, cfg: ExportConfig, stage: Path, com
             art.lineage["max_drop"] = v.max_drop
         if "source_predictions" in training:  # fidelity is measured against the model the file was converted from
             art.lineage["source_predictions"] = training["source_predictions"]
-    return VariantResult(v.name, artifacts, phase=phase)
+    return VariantResult(v.name, artifacts, phase=phase, failed_targets=failed)
 
 
 def export_recipe(run_dir: str | Path, recipe: Recipe, cfg: ExportConfig = ExportConfig(), executor=None,
@@ -263,13 +275,17 @@ def export_recipe(run_dir: str | Path, recipe: Recipe, cfg: ExportConfig = Expor
     after another) makes the variants elsewhere: `executor.make_variants(run, recipe, cfg, strategy)` returns one
     VariantResult per variant, in recipe order, with its files already in the run folder, and `executor.describe()`
     what it is. `strategy` is the tf.distribute strategy of the fine-tunes.
-    A failed variant is listed under "failed" in the manifest with its reason; the others are kept.
+    A failed variant, and each target of a made variant that failed the validation gate, is listed under "failed"
+    in the manifest with its reason; the others are kept.
     """
     from edgeport.core.environment import package_versions
+    from edgeport.train.bridge import user_names
     from edgeport.train.compress import Compressor, check_applicable
 
     run = RunFolder(run_dir)
+    check_keep_float_layers(run, recipe)
     (run.path / MANIFEST).unlink(missing_ok=True)  # an export in progress must not look complete
+    renamed = (run.record.get("bridge") or {}).get("renamed") or {}
     compressor = None
     if any(v.compress.method is not Method.FLOAT for v in recipe.variants):
         check_fine_tunable(run, recipe)
@@ -277,8 +293,8 @@ def export_recipe(run_dir: str | Path, recipe: Recipe, cfg: ExportConfig = Expor
         for v in recipe.variants:  # every user error before any work
             try:
                 check_applicable(compressor.base, v.compress)
-            except ConfigError as exc:
-                raise ConfigError(f"{v.label}: {exc}") from None
+            except ConfigError as exc:  # in the user's layer names where the bridge renamed any
+                raise ConfigError(f"{v.label}: {user_names(str(exc), renamed)}") from None
     if executor is None:
         if any(v.num_cpus is not None or v.num_gpus is not None for v in recipe.variants):
             print(f"edgeport: note: num_cpus/num_gpus in {recipe.source} are Ray resource requests; "
@@ -294,8 +310,10 @@ def export_recipe(run_dir: str | Path, recipe: Recipe, cfg: ExportConfig = Expor
             art.lineage["executor"] = r.executor
         artifacts += r.artifacts
         if not r.ok:
+            r.error = user_names(r.error, renamed)
             print(f"edgeport: {v.label} failed: {r.error}", file=sys.stderr)
             failed.append(_failure(v, r))
+        failed += [failure_entry(f, v.name, v.compress.method.value, r.executor) for f in r.failed_targets]
     return write_manifest(
         run.path, artifacts, **manifest_header(run),
         export_config={k: v for k, v in asdict(cfg).items() if k != "targets"},  # the recipe names the targets
@@ -308,6 +326,19 @@ def export_recipe(run_dir: str | Path, recipe: Recipe, cfg: ExportConfig = Expor
         failed=failed,
         packages=package_versions(),
     )
+
+
+def check_keep_float_layers(run: RunFolder, recipe: Recipe) -> None:
+    """Every layer a variant's keep_float names must be a layer of the run's model, before any work."""
+    wanted = [v for v in recipe.variants if v.keep_float]
+    if not wanted:
+        return
+    from edgeport.export.layers import check_keep_float, layer_names
+    from edgeport.train.compress import load_model
+
+    layers = layer_names(load_model(run.model_path))
+    for v in wanted:
+        check_keep_float(v.keep_float, layers, v.label)
 
 
 def check_fine_tunable(run: RunFolder, recipe: Recipe) -> None:

@@ -48,8 +48,12 @@ def full_int8(conv, model, path: Path, ctx, int8_io: bool) -> dict:
 
     The one place full-int8 settings live: tflite_int8, tflite_int8_float_io and web_tflite_int8 all call it."""
     tf = ctx.tf
-    conv.optimizations = [tf.lite.Optimize.DEFAULT]
     qat = is_qat(model)
+    if ctx.keep_float and not qat:  # some layers stay float (export/mixed.py)
+        from edgeport.export.mixed import tflite_selective
+
+        return tflite_selective(conv, model, path, ctx, int8_io, ctx.keep_float)
+    conv.optimizations = [tf.lite.Optimize.DEFAULT]
     if not qat:  # a QAT model's fake-quant ops already say int8 everywhere; the converter's INT8-only check wants data
         conv.representative_dataset = _representative(ctx)
         conv.target_spec.supported_ops = [tf.lite.OpsSet.TFLITE_BUILTINS_INT8]

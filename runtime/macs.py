@@ -28,10 +28,11 @@ class MacCount:
     uncounted_ops: list[str] = field(default_factory=list)  # op types with MACs not modelled here
     source: str = ""  # how the count was made, e.g. "tflite flatbuffer"
     note: str | None = None  # why `macs` is None, or a caveat
+    int8_macs: int | None = None  # of `macs`, those done by ops with int8 weights (mixed-precision files)
 
     def to_dict(self) -> dict:
         return {"macs": self.macs, "by_op": self.by_op, "uncounted_ops": self.uncounted_ops,
-                "source": self.source, "note": self.note}
+                "source": self.source, "note": self.note, "int8_macs": self.int8_macs}
 
 
 def count_macs(path: str | Path) -> MacCount:
@@ -81,6 +82,7 @@ def _tflite_macs(path: Path) -> MacCount:
     batch = max(shape(int(graph.InputsAsNumpy()[0]))[:1] or [1])
     by_op: dict[str, int] = {}
     uncounted: set[str] = set()
+    int8 = 0
     for k in range(graph.OperatorsLength()):
         op = graph.Operators(k)
         code = model.OperatorCodes(op.OpcodeIndex())
@@ -91,9 +93,13 @@ def _tflite_macs(path: Path) -> MacCount:
             continue
         ins = [shape(int(i)) for i in op.InputsAsNumpy()]
         outs = [shape(int(i)) for i in op.OutputsAsNumpy()]
-        by_op[name] = by_op.get(name, 0) + fn(ins, outs) // max(batch, 1)
+        macs = fn(ins, outs) // max(batch, 1)
+        by_op[name] = by_op.get(name, 0) + macs
+        weight = int(op.InputsAsNumpy()[1]) if op.InputsLength() > 1 else -1
+        if weight >= 0 and graph.Tensors(weight).Type() == schema.TensorType.INT8:
+            int8 += macs
     note = "graph has more than one subgraph; only the main one is counted" if model.SubgraphsLength() > 1 else None
-    return MacCount(sum(by_op.values()), by_op, sorted(uncounted), "tflite flatbuffer", note)
+    return MacCount(sum(by_op.values()), by_op, sorted(uncounted), "tflite flatbuffer", note, int8)
 
 
 # --- ONNX -------------------------------------------------------------------------------------------------
@@ -119,7 +125,8 @@ def _onnx_macs(path: Path) -> MacCount:
 
     by_op: dict[str, int] = {}
     uncounted: set[str] = set()
-    missing = 0
+    missing = int8 = 0
+    dequantised = {o for n in model.graph.node if n.op_type == "DequantizeLinear" for o in n.output}
     for node in model.graph.node:
         op = node.op_type
         # (activation, weight) input positions: float ops, QDQ ops, and the integer/QLinear variants
@@ -142,5 +149,8 @@ def _onnx_macs(path: Path) -> MacCount:
         else:
             macs = _prod(out) * a[-1]
         by_op[op] = by_op.get(op, 0) + macs // batch
+        if "Integer" in op or op.startswith("QLinear") or (node.input[pos[0]] in dequantised
+                                                            and node.input[pos[1]] in dequantised):
+            int8 += macs // batch  # integer ops, or QDQ: int8 activation and weight
     note = f"{missing} MAC op(s) had unknown shapes and were not counted" if missing else None
-    return MacCount(sum(by_op.values()), by_op, sorted(uncounted), "onnx graph (shape inference)", note)
+    return MacCount(sum(by_op.values()), by_op, sorted(uncounted), "onnx graph (shape inference)", note, int8)

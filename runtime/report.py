@@ -215,6 +215,9 @@ def to_markdown(report: dict) -> str:
                   + (", ".join(str(i) for i in dis["indices"][:200]) or "none")
                   + (" ..." if len(dis["indices"]) > 200 else "") + ". Plots and the image grid: report.html."]
     lines += micro_lines(report)
+    from edgeport.runtime import report_quant
+
+    lines += report_quant.markdown_lines(report)
     from edgeport.runtime.report_devices import markdown_lines
 
     lines += markdown_lines(report)

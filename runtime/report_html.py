@@ -200,6 +200,9 @@ def to_html(report: dict, run_dir: str | Path) -> str:
     from edgeport.runtime.report_devices import html_section
 
     parts.append(html_section(report, plt))
+    from edgeport.runtime import report_quant
+
+    parts.append(report_quant.html_section(report, plt, _table, data_uri, _fig_png))
 
     plots = []
     if plt is not None:

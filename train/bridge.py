@@ -9,7 +9,9 @@ model is rebuilt here layer by layer:
        the arguments the tf-keras class takes (dtype policies become their names; initializers, regularizers
        and constraints are re-made from class name and config);
     2. the graph is replayed from the Functional config's inbound nodes (Sequential: in order), so shared
-       layers, residual adds and nested Sequential/Functional models (a keras.applications backbone) come along;
+       layers and residual adds come along; nested Sequential/Functional models (a keras.applications backbone,
+       blocks) are replayed inline, so the rebuild is flat (tfmot's quantize_model refuses a model inside a model)
+       and a name that repeats across blocks is made unique (`BridgeResult.renamed` maps it back);
     3. weights are copied layer by layer (shapes checked), and the rebuilt model must give the same outputs as the
        original on the sample images: max |dp| <= `atol` (1e-5), else nothing is returned.
 
@@ -43,10 +45,25 @@ class BridgeResult:
     model: object  # the tf-keras model
     max_abs_diff: float  # largest |output difference| from the Keras 3 model on the sample
     images: int  # sample size the difference was measured on
-    layers: int  # layers rebuilt (nested models' layers included)
+    layers: int  # layers rebuilt (nested models' layers included: the rebuild is flat)
+    renamed: dict[str, str]  # a tf-keras layer name -> the user's BLOCK/NAME, where a name repeated
 
     def to_dict(self) -> dict:
-        return {"max_abs_diff": self.max_abs_diff, "images": self.images, "layers": self.layers, "atol": ATOL}
+        return {"max_abs_diff": self.max_abs_diff, "images": self.images, "layers": self.layers, "atol": ATOL,
+                "renamed": self.renamed}
+
+    def user_name(self, name: str) -> str:
+        """The user's name for a layer of the rebuild (messages speak the user's names)."""
+        return self.renamed.get(name, name)
+
+
+def user_names(text: str, renamed: dict[str, str]) -> str:
+    """`text`, a message about the rebuild's layers, with each renamed layer put back as the user's BLOCK/NAME."""
+    import re
+
+    for new in sorted(renamed, key=len, reverse=True):
+        text = re.sub(rf"(?<![\w/]){re.escape(new)}(?!\w)", renamed[new], text)
+    return text
 
 
 def is_keras3(model) -> bool:
@@ -61,9 +78,9 @@ def to_tf_keras(model, sample: np.ndarray, input_shape: tuple | None = None, ato
     `input_shape` (H, W, C) fixes an input the original leaves open (None height/width)."""
     import tf_keras
 
-    counter = [0]
-    new = _rebuild(model, tf_keras, counter, input_shape, top=True)
-    _copy_weights(model, new)
+    rebuild = _Rebuild(tf_keras)
+    new = rebuild.model(model, input_shape)
+    rebuild.copy_weights()
     want = np.asarray(model(sample, training=False))
     got = np.asarray(new(sample, training=False))
     if want.shape != got.shape:
@@ -72,51 +89,75 @@ def to_tf_keras(model, sample: np.ndarray, input_shape: tuple | None = None, ato
     if not diff <= atol:
         raise BridgeError(f"the tf-keras rebuild differs from the Keras 3 model by max |dp| {diff:.1e} > {atol:.0e} "
                           "(a layer whose Keras 3 and tf-keras versions compute differently)")
-    return BridgeResult(new, diff, len(sample), counter[0])
+    return BridgeResult(new, diff, len(sample), len(rebuild.pairs), rebuild.renamed)
 
 
 # ---- rebuilding ------------------------------------------------------------------------------------------------
 
 
-def _rebuild(model, tf_keras, counter: list, input_shape: tuple | None = None, top: bool = False):
-    kind = type(model).__name__
-    if kind == "Sequential":
-        return _rebuild_sequential(model, tf_keras, counter, input_shape)
-    if kind in ("Functional", "Model") and hasattr(model, "get_config"):
-        try:
-            cfg = model.get_config()
-        except Exception:  # a subclassed Model has no config of layers to replay
-            cfg = {}
-        if isinstance(cfg, dict) and "layers" in cfg and "input_layers" in cfg:
-            return _rebuild_functional(model, cfg, tf_keras, counter, input_shape)
-    what = "the model" if top else f"nested model {model.name!r}"
-    raise BridgeError(f"{what} ({kind}) is subclassed: only Sequential and Functional models can be rebuilt in "
-                      "tf-keras")
+class _Rebuild:
+    """One rebuild: nested Sequential/Functional blocks are replayed inline, so the tf-keras model is flat (tfmot's
+    quantize_model refuses a model inside a model), and every layer gets a name unique in it. Default names repeat
+    once blocks are flattened (two blocks built in two Keras sessions each hold a "conv2d"): a repeated name becomes
+    BLOCK_NAME, and `renamed` maps it back to the user's path, BLOCK/NAME. `pairs` are (Keras 3, tf-keras) layers
+    in build order, for the weight copy; a layer used twice (shared) is built once."""
 
+    def __init__(self, tf_keras):
+        self.tf_keras = tf_keras
+        self.pairs: list[tuple] = []
+        self.renamed: dict[str, str] = {}  # tf-keras name -> the user's path to the layer
+        self._built: dict[int, object] = {}  # id(Keras 3 layer) -> its tf-keras twin
+        self._names: set[str] = set()
 
-def _rebuild_sequential(model, tf_keras, counter: list, input_shape: tuple | None):
-    shape = _input_shape(model, input_shape)
-    layers = [tf_keras.Input(shape=shape, name=_input_name(model))]
-    layers += [_layer(layer, tf_keras, counter) for layer in model.layers]
-    return tf_keras.Sequential(layers, name=model.name)
+    def model(self, model, input_shape: tuple | None):
+        if type(model).__name__ != "Sequential":
+            _graph(model, top=True)  # a subclassed model is refused before anything else is asked of it
+        shape = input_shape or _input_shape(model, None)
+        name = _input_name(model)
+        x = self.tf_keras.Input(shape=shape, name=name, dtype=_input_dtype(model))
+        self._names.add(name or "input_1")
+        return self.tf_keras.Model(x, self.apply(model, x, (), top=True), name=model.name)
 
+    def apply(self, model, x, path: tuple, top: bool = False):
+        """`model`'s layers applied to the tf-keras tensor `x`; the output tensor."""
+        if type(model).__name__ == "Sequential":
+            for layer in model.layers:
+                x = self.call(layer, [x], {}, path)
+            return x
+        return self._replay(model, _graph(model, top), x, path)
 
-def _rebuild_functional(model, cfg: dict, tf_keras, counter: list, input_shape: tuple | None):
-    ins, outs = _endpoints(cfg["input_layers"]), _endpoints(cfg["output_layers"])
-    if len(ins) != 1 or len(outs) != 1:
-        raise BridgeError(f"model {model.name!r} has {len(ins)} input(s) and {len(outs)} output(s); edgeport takes "
-                          "models with one image input and one class output")
-    tensors: dict[tuple, object] = {}
-    pending = list(cfg["layers"])
-    while pending:  # configs list layers in creation order; replay each once its inputs exist
-        progressed = False
-        for entry in list(pending):
-            name = entry["name"]
-            if entry["class_name"] == "InputLayer":
-                shape = input_shape or tuple(entry["config"]["batch_shape"][1:])
-                tensors[(name, 0, 0)] = tf_keras.Input(shape=shape, name=name,
-                                                       dtype=_dtype_name(entry["config"].get("dtype")))
-            else:
+    def call(self, layer, args: list, kwargs: dict, path: tuple):
+        """Call the twin of Keras 3 `layer` (a nested model: its layers, inline) on rebuilt tensors."""
+        if type(layer).__name__ in NESTED:
+            if len(args) != 1 or any(v is not None for k, v in kwargs.items() if k not in ("training", "mask")):
+                raise BridgeError(f"nested model {layer.name!r} is called with {len(args)} inputs; the bridge "
+                                  "flattens nested models of one input")
+            return self.apply(layer, args[0], (*path, layer.name))
+        twin = self._built.get(id(layer))
+        if twin is None:
+            name = self._unique(layer.name, path)
+            twin = self._built[id(layer)] = _layer(layer, self.tf_keras, name)
+            self.pairs.append((layer, twin))
+        return twin(*args, **kwargs)
+
+    def _unique(self, name: str, path: tuple) -> str:
+        base = "_".join((*path, name))
+        new, i = (name if name not in self._names else base), 2
+        while new in self._names:
+            new, i = f"{base}_{i}", i + 1
+        self._names.add(new)
+        if new != name:
+            self.renamed[new] = "/".join((*path, name))
+        return new
+
+    def _replay(self, model, cfg: dict, x, path: tuple):
+        ins, outs = _endpoints(cfg["input_layers"]), _endpoints(cfg["output_layers"])
+        tensors: dict[tuple, object] = {ins[0]: x}
+        pending = [e for e in cfg["layers"] if e["class_name"] != "InputLayer"]
+        while pending:  # configs list layers in creation order; replay each once its inputs exist
+            progressed = False
+            for entry in list(pending):
+                name = entry["name"]
                 nodes = entry.get("inbound_nodes") or []
                 try:
                     calls = [(_args(n.get("args", []), tensors), _args(n.get("kwargs", {}), tensors)) for n in nodes]
@@ -127,17 +168,46 @@ def _rebuild_functional(model, cfg: dict, tf_keras, counter: list, input_shape: 
                 except ValueError:  # keras.ops calls in a Functional graph are operations, not layers
                     raise BridgeError(f"{name!r} ({entry['class_name']}) is a Keras 3 operation, not a layer; "
                                       "tf-keras has no twin for it") from None
-                layer = _layer(original, tf_keras, counter)
                 for i, (args, kwargs) in enumerate(calls):
-                    out = layer(*args, **kwargs)
+                    out = self.call(original, list(args), kwargs, path)
                     for j, t in enumerate(out if isinstance(out, list | tuple) else [out]):
                         tensors[(name, i, j)] = t
-            pending.remove(entry)
-            progressed = True
-        if not progressed:
-            raise BridgeError(f"model {model.name!r}: could not replay the layer graph (layer "
-                              f"{pending[0]['name']!r} waits for an input that no layer makes)")
-    return tf_keras.Model(tensors[ins[0]], tensors[outs[0]], name=model.name)
+                pending.remove(entry)
+                progressed = True
+            if not progressed:
+                raise BridgeError(f"model {model.name!r}: could not replay the layer graph (layer "
+                                  f"{pending[0]['name']!r} waits for an input that no layer makes)")
+        return tensors[outs[0]]
+
+    def copy_weights(self) -> None:
+        """Copy every layer's weights from the Keras 3 model to its twin (shapes checked)."""
+        for layer, twin in self.pairs:
+            weights, slots = layer.get_weights(), twin.get_weights()
+            shapes = [w.shape for w in weights]
+            if shapes != [w.shape for w in slots]:
+                raise BridgeError(f"layer {layer.name!r}: weights {shapes} do not fit its tf-keras rebuild "
+                                  f"{[w.shape for w in slots]}")
+            if weights:
+                twin.set_weights(weights)
+
+
+def _graph(model, top: bool) -> dict:
+    """A Functional model's config of layers and inbound nodes, to replay; BridgeError for a subclassed model."""
+    kind = type(model).__name__
+    if kind in ("Functional", "Model") and hasattr(model, "get_config"):
+        try:
+            cfg = model.get_config()
+        except Exception:  # a subclassed Model has no config of layers to replay
+            cfg = {}
+        if isinstance(cfg, dict) and "layers" in cfg and "input_layers" in cfg:
+            ins, outs = _endpoints(cfg["input_layers"]), _endpoints(cfg["output_layers"])
+            if len(ins) != 1 or len(outs) != 1:
+                raise BridgeError(f"model {model.name!r} has {len(ins)} input(s) and {len(outs)} output(s); edgeport "
+                                  "takes models with one image input and one class output")
+            return cfg
+    what = "the model" if top else f"nested model {model.name!r}"
+    raise BridgeError(f"{what} ({kind}) is subclassed: only Sequential and Functional models can be rebuilt in "
+                      "tf-keras")
 
 
 def _endpoints(value) -> list[tuple]:
@@ -158,19 +228,16 @@ def _args(value, tensors: dict):
     return value
 
 
-def _layer(layer, tf_keras, counter: list):
-    """The tf-keras layer matching one Keras 3 layer (a nested model is rebuilt whole)."""
+def _layer(layer, tf_keras, name: str):
+    """The tf-keras layer matching one Keras 3 layer, named `name`."""
     cls = type(layer).__name__
-    if cls in NESTED:
-        return _rebuild(layer, tf_keras, counter)
-    counter[0] += 1
     target = getattr(tf_keras.layers, cls, None)
     if not type(layer).__module__.startswith("keras.") or target is None:
         raise BridgeError(f"layer {layer.name!r} ({cls}) is not a standard Keras layer with a tf-keras twin, so "
                           "training-time methods cannot use this model")
     try:
         config = _translate(layer.get_config(), target, tf_keras, layer.name)
-        return target(**config)
+        return target(**{**config, "name": name})
     except BridgeError:
         raise
     except Exception as exc:  # tf-keras refusing an argument value: name the layer, one line
@@ -247,28 +314,11 @@ def _input_name(model) -> str | None:
         return None
 
 
-# ---- weights ---------------------------------------------------------------------------------------------------
-
-
-def _copy_weights(old, new) -> None:
-    """Copy every layer's weights from the Keras 3 model to its rebuild, matching layers by name."""
-    by_name = {layer.name: layer for layer in new.layers}
-    for layer in old.layers:
-        twin = by_name.get(layer.name)
-        if twin is None:
-            if layer.get_weights():
-                raise BridgeError(f"layer {layer.name!r}: no rebuilt layer of that name to copy its weights into")
-            continue
-        if type(layer).__name__ in NESTED:
-            _copy_weights(layer, twin)
-            continue
-        weights, slots = layer.get_weights(), twin.get_weights()
-        shapes = [w.shape for w in weights]
-        if shapes != [w.shape for w in slots]:
-            raise BridgeError(f"layer {layer.name!r}: weights {shapes} do not fit its tf-keras rebuild "
-                              f"{[w.shape for w in slots]}")
-        if weights:
-            twin.set_weights(weights)
+def _input_dtype(model) -> str | None:
+    try:
+        return _dtype_name(model.inputs[0].dtype)
+    except Exception:
+        return None
 
 
 def _first_line(exc: BaseException) -> str:

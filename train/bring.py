@@ -38,7 +38,7 @@ from edgeport.core import files
 from edgeport.core.data import DataConfig, iter_batches, load_dataset
 from edgeport.core.environment import package_versions
 from edgeport.core.errors import ConfigError, DataError, ModelFileError
-from edgeport.core.run import DEFAULT_MODEL, TRAIN_RECORD, RunFolder
+from edgeport.core.run import DEFAULT_MODEL, TRAIN_RECORD, RunFolder, data_record
 from edgeport.core.spec import spec_for_tensor
 
 FORMATS = ("keras3", "tf_keras", "saved_model")
@@ -252,9 +252,7 @@ def import_model(cfg: ImportConfig, out_dir: str | Path) -> ImportResult:
 
     out = files.ensure_writable_dir(out_dir)
     run = RunFolder(out)
-    run.clear_downstream()
-    for name in (TRAIN_RECORD, DEFAULT_MODEL):  # the old reference must not outlive a failed import
-        (out / name).unlink(missing_ok=True)
+    run.clear_run(keep=src)  # an earlier run's files (other model, other targets) must not pass for this one's
     copy = _copy_source(src, out / SOURCE_DIR)
     bridge, model_path = None, copy
     if fmt == "keras3" and cfg.bridge:
@@ -265,6 +263,11 @@ def import_model(cfg: ImportConfig, out_dir: str | Path) -> ImportResult:
             bridge, model_path = {"ok": True, **result.to_dict()}, out / DEFAULT_MODEL
             print(f"bridge: rebuilt in tf-keras, {result.layers} layers, max |dp| {result.max_abs_diff:.1e} on "
                   f"{result.images} images", file=sys.stderr)
+            if result.renamed:
+                shown = ", ".join(f"{user} -> {new}" for new, user in list(result.renamed.items())[:3])
+                notes.append(f"{len(result.renamed)} layer name(s) repeat across nested blocks, so the flat tf-keras "
+                             f"rebuild renames them: {shown}{', ...' if len(result.renamed) > 3 else ''} (all in "
+                             "train.json bridge.renamed)")
         except BridgeError as exc:
             bridge = {"ok": False, "error": str(exc)}
             notes.append(f"the Keras 3 model stays as it is ({exc}): post-training targets convert it directly; "
@@ -278,15 +281,14 @@ def import_model(cfg: ImportConfig, out_dir: str | Path) -> ImportResult:
     run.write_reference(probs, data.test_labels)
     files.write_json(out / TRAIN_RECORD, {
         "origin": "imported",
-        "source": {"path": str(src), "copy": copy.relative_to(out).as_posix(), "format": fmt,
+        "source": {"path": str(cfg.model), "copy": copy.relative_to(out).as_posix(), "format": fmt,
                    "sha256": files.sha256_path(copy), "keras_version": _keras_version(src, fmt)},
         "reference_format": "tf_keras" if model_path.name == DEFAULT_MODEL else fmt,
         "bridge": bridge,
-        "data": data_cfg.to_dict(),
+        **data_record(data_cfg, data, out),
         "input_spec": spec.to_dict(),
         "model_name": src.name,
         "params": model.count_params(),
-        "dataset": data.fingerprint(),
         "test_accuracy": accuracy,
         "val_accuracy": None,
         "model_path": model_path.relative_to(out).as_posix(),

@@ -22,7 +22,7 @@ from edgeport.core import files
 from edgeport.core.data import DataConfig, Dataset, load_dataset
 from edgeport.core.environment import package_versions
 from edgeport.core.errors import ConfigError
-from edgeport.core.run import DEFAULT_MODEL, TRAIN_RECORD, RunFolder
+from edgeport.core.run import DEFAULT_MODEL, TRAIN_RECORD, RunFolder, data_record
 
 
 @dataclass(frozen=True)
@@ -141,11 +141,10 @@ def _train(cfg: TrainConfig, out: Path, dist) -> TrainResult:
         {
             "origin": "trained",
             "config": {k: v for k, v in asdict(cfg).items() if k != "data"},
-            "data": cfg.data.to_dict(),
+            **data_record(cfg.data, data, out),
             "input_spec": spec.to_dict(),
             "model_name": cfg.model,
             "params": int(model.count_params()),
-            "dataset": data.fingerprint(),
             "distribution": dist.record(cfg.batch_size, cfg.learning_rate),
             "test_accuracy": test_acc,
             "val_accuracy": val_acc,

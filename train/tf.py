@@ -29,10 +29,30 @@ def import_tf():
 
 
 @contextlib.contextmanager
-def _quiet_native_stderr():
+def quiet_conversion():
+    """Keep converter output that is not for the user off the terminal while one file converts: Keras 3's
+    `model.export` (which the TFLite converter calls for a Keras 3 model) prints its serving signature with every
+    captured variable to stdout, hundreds of lines; the TFLite converter warns (UserWarning) about input
+    statistics it does not need and its calibrator prints its settings on file descriptor 2. A conversion that
+    fails still raises its error, which export reports in one line. EDGEPORT_VERBOSE=1 shows everything."""
+    import io
+    import warnings
+
+    if os.environ.get("EDGEPORT_VERBOSE"):
+        yield
+        return
+    with contextlib.redirect_stdout(io.StringIO()), warnings.catch_warnings(), _quiet_native_stderr(always=True):
+        warnings.simplefilter("ignore", UserWarning)
+        warnings.simplefilter("ignore", DeprecationWarning)
+        yield
+
+
+@contextlib.contextmanager
+def _quiet_native_stderr(always: bool = False):
     """Mute file descriptor 2 while TensorFlow loads: its C++ logging (oneDNN, cuInit on CPU-only machines)
-    starts before TF_CPP_MIN_LOG_LEVEL is read. Python exceptions are unaffected. EDGEPORT_VERBOSE=1 keeps it."""
-    if os.environ.get("EDGEPORT_VERBOSE") or "tensorflow" in sys.modules:
+    starts before TF_CPP_MIN_LOG_LEVEL is read. Python exceptions are unaffected. EDGEPORT_VERBOSE=1 keeps it.
+    `always`: mute it even once TensorFlow is loaded (a conversion's native chatter)."""
+    if os.environ.get("EDGEPORT_VERBOSE") or ("tensorflow" in sys.modules and not always):
         yield
         return
     sys.stderr.flush()

@@ -60,6 +60,7 @@ class DataConfig:
     channels: int | None = None  # 1 or 3 to convert every image; None: as the data is (folders: detected)
     image_size: tuple[int, int] | None = None  # (H, W) to resize to; None: the images' own (folders: most common)
     test_fraction: float = 0.2  # single-split image folders: the stratified share held out for testing
+    whole: bool = False  # single-split image folders: all of it is the test set (eval/bench data), no split
     seed: int = 0  # seeds that split
     skip_bad_images: bool = False  # folders: count and skip unreadable images instead of stopping
     preprocessing: str | None = None  # the spec's recipe for image files; None: "mnist" for MNIST, else "resize"

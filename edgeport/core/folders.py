@@ -2,7 +2,8 @@
 
     PATH/train/<class>/*.png|jpg|...   and   PATH/test/<class>/...   (optional PATH/val/<class>/...)
     PATH/test/<class>/...              alone: evaluation-only data (no training split)
-    PATH/<class>/...                   one split: a seeded, stratified `test_fraction` is held out for testing
+    PATH/<class>/...                   one split: a seeded, stratified `test_fraction` is held out for testing,
+                                       or, for evaluation data (`whole`: eval, bench --data), all of it is test
 
 Class names are the folder names sorted by Python's `sorted()` (Unicode code points: "B" before "a", "10"
 before "2"), which is what both libraries do, so their class indices and ours agree. Hidden folders (".x")
@@ -100,6 +101,9 @@ def load_image_folder(path: Path, cfg: DataConfig) -> Dataset:
         raise DataError(f"{path}: preprocessing none takes images as they are, but not all are "
                         f"{size[0]}x{size[1]}; use resize preprocessing")
     splits = _split(scanned, cfg, path)
+    if "all" in layout and cfg.whole:
+        notes.append(f"{path} has no train/ and test/ folders: all {len(splits['test'])} of its images are the "
+                     "evaluation set")
     made = {k: ImageFiles([im.path for im in v], spec, name=k) for k, v in splits.items()}
     labels = {k: np.array([im.label for im in v], np.int64) for k, v in splits.items()}
     for split in ("val", "test"):
@@ -315,7 +319,9 @@ def _size(images: list[ImageFile], cfg: DataConfig, notes: list[str]) -> tuple[i
 
 def _split(scanned: dict[str, list[ImageFile]], cfg: DataConfig, path: Path) -> dict[str, list[ImageFile]]:
     """train / val / test lists, each in a seeded random order (so `--test-limit N` takes a fair sample)."""
-    if "all" in scanned:
+    if "all" in scanned and cfg.whole:
+        pool, test = [], scanned["all"]
+    elif "all" in scanned:
         pool = scanned["all"]
         n_test = round(len(pool) * cfg.test_fraction)
         if not 1 <= n_test <= len(pool) - 1:
@@ -502,7 +508,8 @@ def progress(total: int, description: str) -> Iterator[Callable[[], None]]:
     from rich.console import Console
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
+    console = Console(stderr=True)
     with Progress(TextColumn("{task.description:<28}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
-                  console=Console(stderr=True), transient=True) as bar:
+                  console=console, transient=True, disable=not console.is_terminal) as bar:  # logs: no blank lines
         task = bar.add_task(description, total=total)
         yield lambda: bar.advance(task)

@@ -32,6 +32,7 @@ class Artifact:
     lineage: dict[str, Any] = field(default_factory=dict)  # {"training": {...}, "conversion": {...}}
     validation: dict[str, Any] = field(default_factory=dict)  # what the post-write check measured
     metadata: dict[str, str] = field(default_factory=dict)  # what is embedded in the file itself
+    sensitivity: list[dict] | None = None  # int8 files: per-layer error vs the float model, worst first
 
     def to_dict(self) -> dict:
         return asdict(self)

@@ -14,6 +14,7 @@ settings are derived one way (from train.json) and the dataset is loaded once pe
 
 from __future__ import annotations
 
+import os
 from dataclasses import replace
 from functools import cached_property
 from pathlib import Path
@@ -31,6 +32,22 @@ REFERENCE = "reference.npz"
 DEFAULT_MODEL = "model.keras"
 REPORTS = ("report.json", "report.md", "report.html")
 CALIBRATION_CURVE = "calibration_curve.json"  # --calibration-curve: accuracy vs calibration images (export writes)
+# What a run writes, and so what a new reference model (trained or imported) into the same folder replaces.
+OWNED_FILES = (TRAIN_RECORD, DEFAULT_MODEL, REFERENCE, "history.json", "curves.png", MANIFEST, CALIBRATION_CURVE,
+               *REPORTS)
+OWNED_DIRS = ("artifacts", "source", "compressed")  # wholly edgeport's: exported, imported, fine-tuned models
+
+
+def data_record(cfg: DataConfig, data: Dataset, run_dir: str | Path) -> dict:
+    """train.json's "data" and "dataset" fields. A data path given relative (`--data shapes`) is stored relative to
+    the run folder, so the run still finds it from another working directory; one given absolute stays as given.
+    The fingerprint names the dataset as the user gave it: a machine's absolute path is not the run's to record
+    (it would end up in every exported file's metadata)."""
+    path = cfg.path
+    if path is not None and not Path(path).expanduser().is_absolute():
+        path = os.path.relpath(Path(path).resolve(), Path(run_dir).resolve())
+    return {"data": replace(cfg, path=path).to_dict(), "data_path_base": "run",
+            "dataset": data.fingerprint() | {"source": cfg.path or data.source}}
 
 
 class RunFolder:
@@ -38,6 +55,7 @@ class RunFolder:
 
     def __init__(self, path: str | Path):
         self.path = Path(path)
+        self._base = self.path  # what a run-relative data path is relative to (a staged copy keeps the run's)
         self._datasets: dict[tuple, Dataset] = {}
 
     def __repr__(self) -> str:
@@ -70,9 +88,22 @@ class RunFolder:
 
     @property
     def data_config(self) -> DataConfig:
-        """The data settings the run was made with (older train.json kept them in the training config)."""
+        """The data settings the run was made with (older train.json kept them in the training config); a data path
+        recorded relative to the run folder (`data_record`) is resolved against it."""
         rec = self.record
-        return DataConfig.from_dict(rec["data"] if "data" in rec else rec.get("config"))
+        cfg = DataConfig.from_dict(rec["data"] if "data" in rec else rec.get("config"))
+        if rec.get("data_path_base") == "run" and cfg.path is not None and not Path(cfg.path).is_absolute():
+            cfg = replace(cfg, path=os.path.normpath(self._base / cfg.path))
+        return cfg
+
+    def resolved_record(self) -> dict:
+        """train.json with the data path resolved, for a copy of the run made elsewhere (a Ray task's folder)."""
+        return {**self.record, "data": self.data_config.to_dict(), "data_path_base": None}
+
+    @property
+    def dataset_label(self) -> str:
+        """The dataset as the user named it (`--data shapes`), for the manifest and the exported files' metadata."""
+        return (self.record.get("dataset") or {}).get("source") or self.dataset().source
 
     def dataset(self, test_limit: int | None = None) -> Dataset:
         """The run's dataset, loaded once per process (`test_limit` keeps only the first N test images)."""
@@ -100,6 +131,7 @@ class RunFolder:
         of one task's outputs, moved into the run folder when complete."""
         other = RunFolder(path)
         other.__dict__["record"] = self.record  # the cached_property's slot
+        other._base = self._base
         other._datasets = self._datasets
         return other
 
@@ -129,6 +161,38 @@ class RunFolder:
         with files.atomic_path(path) as tmp, open(tmp, "wb") as f:
             np.savez(f, probs=np.asarray(probs, np.float32), labels=np.asarray(labels, np.int64))
         return path
+
+    def clear_run(self, keep: Path | None = None) -> list[str]:
+        """Remove everything an earlier run wrote here (OWNED_FILES, OWNED_DIRS, leftover staging folders) before a
+        new reference model is written, and say so in one line; return what was removed. Files edgeport did not
+        write stay. A folder holding those names without an edgeport record (train.json or manifest.json) is not
+        a run folder: ConfigError, nothing removed. `keep`: the model file being imported, refused if inside."""
+        import shutil
+        import sys
+
+        from edgeport.core.errors import ConfigError
+
+        present = [n for n in (*OWNED_FILES, *OWNED_DIRS) if (self.path / n).exists()]
+        present += sorted(p.name for p in self.path.glob(".staging-*") if p.is_dir())
+        if not present:
+            return []
+        if not ((self.path / TRAIN_RECORD).is_file() or (self.path / MANIFEST).is_file()):
+            raise ConfigError(f"{self.path}: holds {', '.join(present[:4])} but is not an edgeport run folder (no "
+                              f"{TRAIN_RECORD} or {MANIFEST}); give a new or empty --out so nothing of yours is "
+                              "replaced")
+        if keep is not None and any(keep.resolve().is_relative_to((self.path / n).resolve()) for n in present):
+            raise ConfigError(f"{keep}: the model to import is part of the earlier run in {self.path}, which this "
+                              "run replaces; copy it elsewhere or give another --out")
+        earlier = self.record.get("model_name") if (self.path / TRAIN_RECORD).is_file() else None
+        for name in present:
+            target = self.path / name
+            shutil.rmtree(target) if target.is_dir() else target.unlink()
+        shown = [f"{n}/" if n in OWNED_DIRS else n for n in present if not n.startswith(".")]
+        print(f"edgeport: note: {self.path} held an earlier run" + (f" (of {earlier})" if earlier else "")
+              + f": replaced {', '.join(shown)}; other files there were left as they are", file=sys.stderr)
+        self.__dict__.pop("record", None)  # the cached train.json is gone with it
+        self._datasets.clear()
+        return present
 
     def clear_downstream(self) -> None:
         """Remove what describes an older model (manifest, reports) once the reference model changes."""

@@ -125,3 +125,36 @@ def test_keras_and_exports_agree_on_real_digits(tiny_run, artifacts, mnist_test)
     for name in ("tflite_fp32", "onnx_fp32"):
         probs = load(artifacts[name]).predict(images)
         assert np.abs(probs - ref).max() <= 1e-4, name
+
+
+def test_a_target_failing_the_gate_keeps_the_others(tiny_run, tmp_path, monkeypatch, capsys):
+    """int8 below its agreement threshold: recorded as failed (no file), fp32 kept, exit 1 at the end; eval, the
+    report and verify name it as not exported instead of stopping."""
+    import shutil
+
+    from edgeport.cli import main
+    from edgeport.export import targets
+
+    targets.target_names()
+    run = tmp_path / "run"
+    shutil.copytree(tiny_run, run)
+    strict = targets.Target(**{**targets.TARGETS["tflite_int8"].__dict__, "min_agreement": 1.01})  # cannot pass
+    monkeypatch.setitem(targets.TARGETS, "tflite_int8", strict)
+    assert main(["export", str(run), "--targets", "tflite_fp32,tflite_int8", "--calibration-size", "16"]) == 1
+    err = capsys.readouterr().err
+    assert "Traceback" not in err
+    assert "edgeport: not exported: tflite_int8: top-1 agrees with Keras" in err
+    manifest = json.loads((run / "manifest.json").read_text())
+    assert [a["name"] for a in manifest["artifacts"]] == ["tflite_fp32"]
+    (failed,) = manifest["failed"]
+    assert failed["target"] == "tflite_int8" and "below 101%" in failed["error"]
+    assert not (run / "artifacts" / "tflite_int8.tflite").exists()  # not even the earlier export's file
+    assert main(["eval", str(run)]) == 1
+    rows = {r["name"]: r for r in json.loads((run / "report.json").read_text())["artifacts"]}
+    assert rows["tflite_fp32"]["status"] == "ok" and rows["tflite_int8"]["status"] == "failed"
+    assert "not exported" in (run / "report.md").read_text()
+    capsys.readouterr()
+    assert main(["verify", str(run), "--min-agreement", "0"]) == 1
+    out = capsys.readouterr()
+    assert "PASS  tflite_fp32" in out.out
+    assert "verify failed: tflite_int8: not exported: tflite_int8: top-1 agrees" in out.err

@@ -96,3 +96,31 @@ def test_subclassed_and_two_input_models_are_refused():
     two = keras.Model([a, b], keras.layers.Dense(4)(keras.layers.Flatten()(keras.layers.Add()([a, b]))))
     with pytest.raises(BridgeError, match=r"2 input\(s\) and 1 output\(s\)"):
         to_tf_keras(two, X)
+
+
+def test_nested_blocks_with_repeated_default_names_are_flattened_for_tfmot():
+    """Two Sequential blocks built in two Keras sessions both hold "conv2d", "batch_normalization", ...: the rebuild
+    is flat with unique names (mapped back to BLOCK/NAME), equal to the original, and QAT and pruning take it."""
+    import tensorflow_model_optimization as tfmot
+
+    L = keras.layers
+
+    def block(filters):
+        keras.backend.clear_session()  # a fresh session: default names start again at "conv2d"
+        return keras.Sequential([L.Conv2D(filters, 3, padding="same"), L.BatchNormalization(), L.ReLU(),
+                                 L.MaxPooling2D()], name=f"block{filters}")
+
+    first, second = block(8), block(16)
+    assert [x.name for x in first.layers] == [x.name for x in second.layers]
+    inp = keras.Input((16, 16, 3))
+    model = keras.Model(inp, L.Dense(4, activation="softmax")(L.GlobalAveragePooling2D()(second(first(inp)))))
+    sample = np.random.default_rng(0).random((8, 16, 16, 3), np.float32)
+    result = to_tf_keras(model, sample)
+    assert result.max_abs_diff <= ATOL and result.layers == 10
+    names = [x.name for x in result.model.layers]
+    assert len(names) == len(set(names)) and not any(hasattr(x, "layers") for x in result.model.layers)
+    assert result.renamed["block16_conv2d"] == "block16/conv2d" and result.user_name("dense") == "dense"
+    quantised = tfmot.quantization.keras.quantize_model(result.model)
+    assert any(type(x).__name__ == "QuantizeWrapperV2" for x in quantised.layers)
+    pruned = tfmot.sparsity.keras.prune_low_magnitude(result.model)
+    assert len(pruned.layers) == len(result.model.layers)

@@ -1,0 +1,83 @@
+"""The quantisation section of report.md / report.html: per-layer sensitivity of each int8 file (worst layers, as a
+table and a bar chart) and what the accuracy budget kept in float. Reads report.json data only (no TensorFlow).
+"""
+
+from __future__ import annotations
+
+import html
+
+WORST = 8  # layers shown per file
+HEADERS = ["layer", "op", "SQNR dB (median channel)", "worst channel dB", "whole tensor dB", "RMSE / step"]
+NOTE = ("Each layer's output in the int8 file against the float model's, on validation images, worst first. SQNR "
+        "per output channel (median and worst); the whole-tensor SQNR and the RMSE in quantisation steps are shown "
+        "too, but a channel with a huge range can make them look fine while the other channels are crushed, so the "
+        "ranking uses the median channel. An error spreads downstream: the first bad layer is the likely cause.")
+
+
+def _rows(report: dict) -> list[dict]:
+    return [r for r in report.get("artifacts", []) if r.get("sensitivity")]
+
+
+def _f(v, fmt: str = "{:.1f}") -> str:
+    return "-" if v is None else fmt.format(v)
+
+
+def table_rows(row: dict) -> list[list[str]]:
+    return [[s["layer"], s["op"], _f(s["sqnr_db"]), _f(s.get("worst_channel_sqnr_db")),
+             _f(s.get("tensor_sqnr_db")), _f(s.get("rmse_over_scale"), "{:.2f}")] for s in row["sensitivity"][:WORST]]
+
+
+def budget_line(row: dict) -> str | None:
+    """What the accuracy budget did to this file, or None when it had no budget and no forced float layers."""
+    conv = (row.get("lineage") or {}).get("conversion") or {}
+    if "kept_float" not in conv:
+        return None
+    kept = ", ".join(conv["kept_float"]) or "none"
+    share = conv.get("int8_mac_share")
+    text = f"kept in float: {kept}; int8 share of MACs: {'-' if share is None else f'{share:.1%}'}"
+    b = conv.get("budget")
+    if b:
+        text += (f"; validation drop {b['validation_drop']:.2f} points (budget {b['max_drop']:g}, {b['images']} "
+                 f"{b['split']} images, {len(b['tries'])} files measured)")
+    return text
+
+
+def markdown_lines(report: dict) -> list[str]:
+    rows = _rows(report)
+    if not rows:
+        return []
+    lines = ["", "## Quantisation sensitivity", "", NOTE]
+    for row in rows:
+        lines += ["", f"**{row['name']}**" + (f": {budget_line(row)}" if budget_line(row) else ""), ""]
+        lines += ["| " + " | ".join(HEADERS) + " |", "|" + "---|" * len(HEADERS)]
+        lines += ["| " + " | ".join(cells) + " |" for cells in table_rows(row)]
+    return lines
+
+
+def html_section(report: dict, plt, table, data_uri, fig_png) -> str:
+    """The section as HTML; `plt` None leaves the charts out (the tables stay)."""
+    rows = _rows(report)
+    if not rows:
+        return ""
+    esc = html.escape
+    parts = ["<h2>Quantisation sensitivity</h2>", f"<p class='note'>{esc(NOTE)}</p>"]
+    for row in rows:
+        parts.append(f"<h3>{esc(row['name'])}</h3>")
+        if budget_line(row):
+            parts.append(f"<p>{esc(budget_line(row))}</p>")
+        if plt is not None:
+            parts.append(f"<div class='plots'><img alt='worst layers of {esc(row['name'])}' "
+                         f"src='{data_uri(_chart(plt, row, fig_png))}'></div>")
+        parts.append(table(HEADERS, table_rows(row), left=2))
+    return "\n".join(parts)
+
+
+def _chart(plt, row: dict, fig_png) -> bytes:
+    """Horizontal bars: the worst layers' median-channel SQNR (dB), worst at the top."""
+    worst = row["sensitivity"][:WORST]
+    fig, ax = plt.subplots(figsize=(6, 0.35 * len(worst) + 1))
+    values = [s["sqnr_db"] if s["sqnr_db"] is not None else 0.0 for s in worst]
+    ax.barh([f"{s['layer']} ({s['op']})" for s in worst][::-1], values[::-1], color="#c0504d")
+    ax.set_xlabel("SQNR, median output channel (dB): lower is worse")
+    ax.set_title(f"{row['name']}: worst layers")
+    return fig_png(fig)

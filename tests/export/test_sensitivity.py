@@ -1,0 +1,180 @@
+"""Per-layer sensitivity and accuracy-budgeted mixed precision on a model full-int8 breaks (examples/break_int8.py):
+the sensitivity table sees the crushed channels that a whole-tensor SQNR hides, `--max-drop 1` brings both the
+TFLite and the ONNX int8 files within a point by keeping the same layers in float, and every bad input is one line.
+"""
+
+import importlib.util
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from edgeport.cli import main
+
+pytest.importorskip("tensorflow")
+keras = pytest.importorskip("keras")
+
+EXAMPLES = Path(__file__).resolve().parents[2] / "examples"
+_spec = importlib.util.spec_from_file_location("break_int8", EXAMPLES / "break_int8.py")
+break_int8 = importlib.util.module_from_spec(_spec)
+_spec.loader.exec_module(break_int8)
+DATA = ["--train-limit", "5000", "--val-size", "1000", "--test-limit", "1000", "--calibration-size", "100"]
+INT8 = "tflite_int8,onnx_static_int8"
+
+
+@pytest.fixture(scope="module")
+def broken(tmp_path_factory) -> Path:
+    """A trained Keras 3 CNN with a huge constant channel that the next layer ignores (float outputs unchanged)."""
+    path = tmp_path_factory.mktemp("broken") / "broken.keras"
+    assert break_int8.main([str(path), "--train-limit", "5000", "--epochs", "2"]) == 0
+    return path
+
+
+@pytest.fixture(scope="module")
+def budgeted(broken, tmp_path_factory) -> Path:
+    out = tmp_path_factory.mktemp("budget") / "run"
+    assert main(["export", "--model", str(broken), "--out", str(out), "--targets", INT8, "--max-drop", "1",
+                 *DATA]) == 0
+    return out
+
+
+def _errors(capsys) -> list[str]:
+    err = capsys.readouterr().err
+    assert "Traceback" not in err
+    return [line for line in err.splitlines() if line.startswith("edgeport: error:")]
+
+
+def test_breaking_keeps_float_outputs(tmp_path):
+    model = break_int8.build(0)
+    x = np.random.default_rng(0).random((8, 28, 28, 1)).astype("float32")
+    wider = break_int8.break_int8(model, huge=1000.0)
+    np.testing.assert_array_equal(wider.predict(x, verbose=0), model.predict(x, verbose=0))
+    assert wider.get_layer("conv2d").filters == model.get_layer("conv2d").filters + 1
+
+
+def test_max_drop_keeps_the_same_layers_in_float_in_both_formats(budgeted):
+    arts = {a["name"]: a for a in json.loads((budgeted / "manifest.json").read_text())["artifacts"]}
+    tfl, onx = arts["tflite_int8"]["lineage"], arts["onnx_static_int8"]["lineage"]
+    assert tfl["conversion"]["kept_float"] == onx["conversion"]["kept_float"]
+    assert "conv2d" in tfl["conversion"]["kept_float"]
+    assert onx["conversion"]["budget"]["tries"][1]["kept_float"] == tfl["conversion"]["kept_float"]  # tried whole
+    for lineage in (tfl, onx):
+        budget = lineage["conversion"]["budget"]
+        assert budget["tries"][0]["kept_float"] == []
+        assert budget["tries"][0]["drop"] > 10  # plain full int8 breaks this model
+        assert budget["validation_drop"] <= 1.0
+        assert budget["split"] == "val"
+        assert 0 < lineage["conversion"]["int8_mac_share"] < 1
+        assert lineage["max_drop"] == 1.0  # what verify reads
+
+
+def test_sensitivity_ranks_the_crushed_tensor_first_where_the_whole_tensor_looks_fine(budgeted):
+    arts = {a["name"]: a for a in json.loads((budgeted / "manifest.json").read_text())["artifacts"]}
+    for name in ("tflite_int8", "onnx_static_int8"):
+        ranking = arts[name]["lineage"]["conversion"]["budget"]["ranking"]
+        assert ranking[0] == "conv2d"  # the full-int8 file: the first tensor with the huge channel, worst first
+        rows = {r["layer"]: r for r in arts[name]["sensitivity"]}
+        assert set(rows) == {"conv2d", "max_pooling2d", "conv2d_1", "max_pooling2d_1", "flatten", "dense"}
+        assert rows["conv2d"]["rmse_over_scale"] is None  # kept float in the written file
+
+
+def test_per_channel_sqnr_sees_what_the_whole_tensor_hides(broken, budgeted):
+    """The full-int8 file's conv2d output: every ordinary channel rounds to zero (median channel ~0 dB) while the
+    whole-tensor SQNR, dominated by the constant channel, is high."""
+    from edgeport.core.run import RunFolder
+    from edgeport.export.export import ExportConfig, ExportContext
+    from edgeport.export.sensitivity import layer_sensitivity
+    from edgeport.export.targets import get_target
+    from edgeport.train.compress import load_model
+    from edgeport.train.tf import import_tf
+
+    run = RunFolder(budgeted)
+    model = load_model(run.model_path)
+    ctx = ExportContext(tf=import_tf()[0], cfg=ExportConfig(calibration_size=100), run=run)
+    path = budgeted / "plain.tflite"
+    get_target("tflite_int8").fn(model, path, ctx)
+    rows = layer_sensitivity(path, model, run.spec.normalise(run.dataset().val_images[:100]))
+    first = rows[0]
+    assert first["layer"] == "conv2d"
+    assert first["sqnr_db"] < 1.0
+    assert first["tensor_sqnr_db"] > 30.0
+
+
+def test_report_has_the_sensitivity_section(budgeted):
+    assert main(["eval", str(budgeted)]) == 0
+    md = (budgeted / "report.md").read_text()
+    assert "## Quantisation sensitivity" in md
+    assert "kept in float: " in md
+    report = json.loads((budgeted / "report.json").read_text())
+    rows = [r for r in report["artifacts"] if r.get("sensitivity")]
+    assert {r["name"] for r in rows} == {"tflite_int8", "onnx_static_int8"}
+    assert set(rows[0]["sensitivity"][0]) >= {"layer", "op", "sqnr_db", "rmse_over_scale"}
+
+
+@pytest.mark.parametrize("value,words", [("-1", "must be >= 0"), ("abc", "takes a number")])
+def test_bad_max_drop_is_one_line(broken, tmp_path, capsys, value, words):
+    out = tmp_path / "run"
+    assert main(["export", "--model", str(broken), "--out", str(out), "--targets", INT8, "--max-drop", value,
+                 *DATA]) == 2
+    (line,) = _errors(capsys)
+    assert words in line and repr(value) in line
+    assert not (out / "manifest.json").exists()
+
+
+def test_too_small_validation_split_says_the_smallest_resolvable_difference(broken, tmp_path, capsys):
+    out = tmp_path / "run"
+    small = [a if a != "1000" else "100" for a in DATA[:4]] + DATA[4:]  # 100 validation images
+    assert main(["export", "--model", str(broken), "--out", str(out), "--targets", "tflite_int8", "--max-drop", "1",
+                 *small]) == 2
+    (line,) = _errors(capsys)
+    assert "--max-drop 1:" in line and "100 images" in line and "6.00 points" in line
+    assert not (out / "artifacts" / "tflite_int8.tflite").exists()
+
+
+def test_a_budget_no_layer_set_meets_fails_with_the_best_drop(budgeted, tmp_path, capsys, monkeypatch):
+    """With no layer to keep in float (ranking emptied), the budget cannot be met: the target is recorded as failed
+    with the best drop found, its file is not written, the other targets go on, and export exits 1."""
+    import json
+
+    import edgeport.export.budget as budget
+
+    monkeypatch.setattr(budget, "_ranking", lambda *a: [])
+    assert main(["export", str(budgeted), "--targets", "tflite_int8,tflite_fp32", "--max-drop", "1"]) == 1
+    manifest = json.loads((budgeted / "manifest.json").read_text())
+    (failure,) = manifest["failed"]
+    assert failure["target"] == "tflite_int8"
+    assert "no set of layers kept in float" in failure["error"] and "best" in failure["error"]
+    assert not (budgeted / "artifacts" / "tflite_int8.tflite").exists()
+    assert [a["name"] for a in manifest["artifacts"]] == ["tflite_fp32"]
+
+
+def test_keep_float_naming_a_missing_layer_is_one_line(budgeted, tmp_path, capsys):
+    recipe = tmp_path / "r.toml"
+    recipe.write_text('[[variant]]\nmethod = "float"\ntargets = ["tflite_int8"]\nkeep_float = ["conv9"]\n')
+    assert main(["export", str(budgeted), "--recipe", str(recipe)]) == 2
+    (line,) = _errors(capsys)
+    assert "'conv9'" in line and "conv2d" in line
+
+
+def test_recipe_keep_float_is_honoured(budgeted, tmp_path):
+    recipe = tmp_path / "r.toml"
+    recipe.write_text('[[variant]]\nmethod = "float"\ntargets = ["tflite_int8", "onnx_static_int8"]\n'
+                      'keep_float = ["conv2d", "max_pooling2d", "conv2d_1"]\n')
+    assert main(["export", str(budgeted), "--recipe", str(recipe), "--no-sensitivity"]) == 0
+    arts = json.loads((budgeted / "manifest.json").read_text())["artifacts"]
+    for a in arts:
+        assert a["lineage"]["conversion"]["kept_float"] == ["conv2d", "max_pooling2d", "conv2d_1"]
+        assert a["sensitivity"] is None
+
+
+def test_default_export_gives_int8_files_a_sensitivity_table_and_counts_int8_macs(tiny_run, artifacts):
+    from edgeport.runtime.macs import count_macs
+
+    arts = {a["name"]: a for a in json.loads((tiny_run / "manifest.json").read_text())["artifacts"]}
+    rows = arts["tflite_int8"]["sensitivity"]
+    assert rows and all(r["sqnr_db"] > 10 for r in rows)  # a healthy model: no layer near 0 dB
+    assert arts["tflite_fp32"]["sensitivity"] is None
+    int8, fp32 = count_macs(artifacts["tflite_int8"]), count_macs(artifacts["tflite_fp32"])
+    assert int8.int8_macs == int8.macs > 0
+    assert fp32.int8_macs == 0
