@@ -63,6 +63,7 @@ def run_pipeline(out_dir: str | Path, train_cfg=None, export_cfg=None, bench_cfg
     makes the compression variants instead of `export_cfg.targets`. `executor` (edgeport.scale) makes the variants
     and evaluations elsewhere; training runs here, under `train_cfg.strategy`, which the fine-tunes use too.
     Settings, strategy and the executor's resources are checked before anything in `out_dir` is touched."""
+    from edgeport.export.budget import budget_targets, check_budget
     from edgeport.export.export import ExportConfig, export_run
     from edgeport.runtime.report import write_report
     from edgeport.train.fit import TrainConfig, train
@@ -88,6 +89,7 @@ def run_pipeline(out_dir: str | Path, train_cfg=None, export_cfg=None, bench_cfg
                 export_run(scratch, export_cfg, recipe=recipe, strategy=train_cfg.strategy)
             return {"run": Path(out_dir).name, "worker": True, "artifacts": [],
                     "pipeline_seconds": round(time.perf_counter() - t0, 1)}
+    targets = budget_targets(export_cfg, recipe)  # what a --max-drop acts on: checked before anything is replaced
     created = not Path(out_dir).exists()
     out = files.ensure_writable_dir(out_dir)
     t0 = time.perf_counter()
@@ -95,8 +97,10 @@ def run_pipeline(out_dir: str | Path, train_cfg=None, export_cfg=None, bench_cfg
         if import_cfg is not None:
             from edgeport.train.bring import import_model
 
-            import_model(import_cfg, out)  # replaces an earlier run's files once the model and data are checked
+            # replaces an earlier run's files once the model, the data and the budget are checked
+            import_model(import_cfg, out, check=lambda data: check_budget(export_cfg, targets, lambda: data))
         else:
+            check_budget(export_cfg, targets, lambda: load_dataset(train_cfg.data))
             RunFolder(out).clear_run()
             train(train_cfg, out)
         export_run(out, export_cfg, recipe=recipe, executor=executor, strategy=train_cfg.strategy)

@@ -39,6 +39,30 @@ def budget_split(ctx) -> tuple[np.ndarray, np.ndarray, str]:
     return ctx.cache[key]
 
 
+def budget_targets(cfg, recipe=None) -> list[str]:
+    """The targets a budget `cfg.max_drop` would act on: mixed-capable targets of the plain export or of every
+    recipe variant but the QAT ones (their files keep their trained ranges)."""
+    from edgeport.train.compress import QUANTISED
+
+    if recipe is None:
+        return [t for t in cfg.targets if t in MIXED_TARGETS]
+    return [t for v in recipe.variants if v.compress.method not in QUANTISED for t in v.targets if t in MIXED_TARGETS]
+
+
+def check_budget(cfg, targets: list[str], dataset) -> None:
+    """Before anything is converted or an earlier run replaced: a ConfigError when `cfg.max_drop` would act on
+    `targets` (budget_targets) but the split it is measured on cannot resolve it. `dataset`: a callable giving the
+    run's Dataset, called only when there is a budget to check (loading it costs time)."""
+    if cfg.max_drop is None or not targets:
+        return
+    data = dataset()
+    if len(data.val_images):
+        n = min(cfg.budget_size, len(data.val_images))
+    else:  # budget_split's seeded carve from train, past the calibration images
+        n = min(cfg.budget_size, max(0, len(data.train_images) - cfg.calibration_size))
+    check_resolvable(cfg.max_drop, n)
+
+
 def check_resolvable(max_drop: float, n: int, where: str = "--max-drop") -> None:
     """A ConfigError when `n` validation images cannot resolve a drop of `max_drop` points."""
     from edgeport.runtime.stats import resolvable_points

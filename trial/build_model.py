@@ -1,6 +1,6 @@
 """Trial: a Keras 3 RGB model built with plain keras, trained briefly on the shapes folder."""
 import sys
-import numpy as np
+
 import keras
 from keras import layers
 

@@ -132,6 +132,29 @@ def test_too_small_validation_split_says_the_smallest_resolvable_difference(brok
     assert not (out / "artifacts" / "tflite_int8.tflite").exists()
 
 
+def test_an_unmeasurable_budget_leaves_an_earlier_run_as_it_was(broken, budgeted, capsys):
+    """A --max-drop the validation split cannot resolve is refused before any file is converted or replaced: the
+    earlier run's manifest, model and files stay (re-importing into it, or re-exporting it)."""
+    before = {p: p.read_bytes() for p in budgeted.rglob("*") if p.is_file()}
+    small = [a if a != "1000" else "100" for a in DATA[:4]] + DATA[4:]  # 100 validation images: resolves 6 points
+    assert main(["export", "--model", str(broken), "--out", str(budgeted), "--targets", "tflite_fp32,tflite_int8",
+                 "--max-drop", "1", *small]) == 2
+    (line,) = _errors(capsys)
+    assert "--max-drop 1:" in line and "100 images" in line
+    assert main(["export", str(budgeted), "--targets", "tflite_fp32,onnx_static_int8", "--max-drop", "0.01"]) == 2
+    (line,) = _errors(capsys)
+    assert "--max-drop 0.01:" in line and "1000 images" in line
+    assert {p: p.read_bytes() for p in budgeted.rglob("*") if p.is_file()} == before
+
+
+def test_max_drop_without_an_int8_target_says_it_only_sets_verify_budget(budgeted, capsys):
+    assert main(["export", str(budgeted), "--targets", "tflite_fp32", "--max-drop", "1"]) == 0
+    err = capsys.readouterr().err
+    assert "--max-drop 1: no int8 target here" in err and "edgeport verify" in err
+    arts = json.loads((budgeted / "manifest.json").read_text())["artifacts"]
+    assert arts[0]["lineage"]["max_drop"] == 1.0
+
+
 def test_a_budget_no_layer_set_meets_fails_with_the_best_drop(budgeted, tmp_path, capsys, monkeypatch):
     """With no layer to keep in float (ranking emptied), the budget cannot be met: the target is recorded as failed
     with the best drop found, its file is not written, the other targets go on, and export exits 1."""
