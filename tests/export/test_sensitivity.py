@@ -147,6 +147,22 @@ def test_an_unmeasurable_budget_leaves_an_earlier_run_as_it_was(broken, budgeted
     assert {p: p.read_bytes() for p in budgeted.rglob("*") if p.is_file()} == before
 
 
+@pytest.mark.parametrize("drop,n,available,words", [
+    (0.5, 200, 200, ["200 images", "3.00 points", "--max-drop 3.00 or more", "--val-size 1200"]),
+    (0, 200, 200, ["exactly 0", "3.00 or more"]),
+    (0.2, 2000, 5000, ["the first 2000 of 5000", "at most 2000", "--max-drop 0.30 or more"]),
+    (0.01, 1000, 1000, ["--max-drop 0.60 or more (0.30 with 2000 validation images)"]),
+])
+def test_an_unmeasurable_budget_says_what_would_measure_it(drop, n, available, words):
+    from edgeport.core.errors import ConfigError
+    from edgeport.export.budget import check_resolvable
+
+    check_resolvable(3.0, 200, available=200, cap=2000)  # 6 of 200 images: exactly resolvable
+    with pytest.raises(ConfigError) as exc:
+        check_resolvable(drop, n, available=available, cap=2000)
+    assert all(w in str(exc.value) for w in words), str(exc.value)
+
+
 def test_max_drop_without_an_int8_target_says_it_only_sets_verify_budget(budgeted, capsys):
     assert main(["export", str(budgeted), "--targets", "tflite_fp32", "--max-drop", "1"]) == 0
     err = capsys.readouterr().err
