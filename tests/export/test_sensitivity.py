@@ -106,6 +106,7 @@ def test_report_has_the_sensitivity_section(budgeted):
     md = (budgeted / "report.md").read_text()
     assert "## Quantisation sensitivity" in md
     assert "kept in float: " in md
+    assert "chosen by the full-int8 file's ranking (worst first: conv2d" in md  # why those layers, not the table's
     report = json.loads((budgeted / "report.json").read_text())
     rows = [r for r in report["artifacts"] if r.get("sensitivity")]
     assert {r["name"] for r in rows} == {"tflite_int8", "onnx_static_int8"}
