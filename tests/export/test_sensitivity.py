@@ -233,3 +233,21 @@ def test_a_cubic_nchw_tensor_is_compared_in_the_keras_layout():
     assert channel_stats(ref, nchw, None)["sqnr_db"] < 3  # as is: the permuted signal
     assert _match_layout(ref + 0.01, ref) is not None and np.allclose(_match_layout(ref + 0.01, ref), ref + 0.01)
     assert _match_layout(ref[:, :, :, :3], ref) is None
+
+
+def test_keeping_an_activation_in_float_in_onnx_keeps_the_op_tflite_fuses_it_into():
+    """tf2onnx leaves conv and ReLU6 as two nodes where TFLite fuses them (and names the fused op by the ReLU layer):
+    keeping the ReLU layer keeps its conv too, unless another node reads the conv's output."""
+    from onnx import helper
+
+    from edgeport.export.mixed import _with_fused_producers
+
+    nodes = [helper.make_node("Conv", ["x", "w"], ["c1"], name="m/stem_conv/Conv2D"),
+             helper.make_node("Clip", ["c1"], ["r1"], name="m/stem_relu6/Relu6"),
+             helper.make_node("Conv", ["r1", "w"], ["c2"], name="m/conv2/Conv2D"),
+             helper.make_node("Relu", ["c2"], ["r2"], name="m/re_lu/Relu"),
+             helper.make_node("Add", ["c2", "r2"], ["y"], name="m/add/Add")]  # c2 read twice: not fusable
+    proto = helper.make_model(helper.make_graph(nodes, "g", [], []))
+    assert _with_fused_producers(proto, ["m/stem_relu6/Relu6"]) == ["m/stem_relu6/Relu6", "m/stem_conv/Conv2D"]
+    assert _with_fused_producers(proto, ["m/re_lu/Relu"]) == ["m/re_lu/Relu"]
+    assert _with_fused_producers(proto, ["m/conv2/Conv2D"]) == ["m/conv2/Conv2D"]
