@@ -298,8 +298,9 @@ def evaluate_files(paths: list, data: DataConfig | str | None = None, bench_cfg:
             if dataset is None or tuple(dataset.test_images.shape[1:]) != model.spec.image_shape:
                 dataset = _data_for(model, cfg, limit, explicit=data is not None)
                 notes += [n for n in (dataset.notes if dataset is not None else ()) if n not in notes]
-            row.update(format=model.format, precision=model.input.dtype, bytes=Path(p).stat().st_size,
-                       gzip_bytes=files.gzip_size(p), status="ok", input_spec=model.spec.to_dict())
+            row.update(format=model.format, precision=file_precision(p, model.input.dtype),
+                       bytes=Path(p).stat().st_size, gzip_bytes=files.gzip_size(p), status="ok",
+                       input_spec=model.spec.to_dict())
             if dataset is not None:
                 check_images_fit(model, dataset.test_images, dataset.source, cfg.path is None)
                 ev = model.evaluate(dataset.test_images, dataset.test_labels)
@@ -331,6 +332,18 @@ def evaluate_files(paths: list, data: DataConfig | str | None = None, bench_cfg:
         answers.predictions.update(predictions)
         answers.dataset = dataset
     return report
+
+
+def file_precision(path: str | Path, io_dtype: str) -> str:
+    """A loose file's precision, which no manifest records: "int8" when int8 ops do all its multiply-accumulates,
+    "mixed" when some, else its input dtype. Its input dtype alone calls an ONNX QDQ or a float-I/O TFLite int8
+    file float32."""
+    from edgeport.runtime.macs import count_macs
+
+    count = count_macs(path)
+    if not count.macs or not count.int8_macs:
+        return io_dtype
+    return "int8" if count.int8_macs == count.macs else "mixed"
 
 
 def _data_for(model, cfg: DataConfig, limit: int | None, explicit: bool):
