@@ -348,11 +348,10 @@ def cmd_export(args) -> int:
         if executor is not None:
             executor.check(recipe, ec, strategy)
         if ic is not None:
-            from edgeport.export.budget import budget_targets, check_budget
+            from edgeport.pipeline import import_checks
             from edgeport.train.bring import import_model
 
-            targets = budget_targets(ec, recipe)  # a --max-drop the data cannot measure: before any file is replaced
-            result = import_model(ic, args.run_dir, check=lambda data: check_budget(ec, targets, lambda: data))
+            result = import_model(ic, args.run_dir, check=import_checks(ec, recipe))  # before any file is replaced
             for note in result.notes:
                 print(f"edgeport: note: {note}", file=sys.stderr)
             print(f"reference: {result.model_path}  test accuracy {result.test_accuracy:.2%}")

@@ -98,7 +98,7 @@ def run_pipeline(out_dir: str | Path, train_cfg=None, export_cfg=None, bench_cfg
             from edgeport.train.bring import import_model
 
             # replaces an earlier run's files once the model, the data and the budget are checked
-            import_model(import_cfg, out, check=lambda data: check_budget(export_cfg, targets, lambda: data))
+            import_model(import_cfg, out, check=import_checks(export_cfg, recipe))
         else:
             check_budget(export_cfg, targets, lambda: load_dataset(train_cfg.data))
             RunFolder(out).clear_run()
@@ -112,6 +112,21 @@ def run_pipeline(out_dir: str | Path, train_cfg=None, export_cfg=None, bench_cfg
     report["pipeline_seconds"] = round(time.perf_counter() - t0, 1)
     write_report(out, report)
     return report
+
+
+def import_checks(export_cfg, recipe=None):
+    """What import_model checks before it replaces an earlier run's files: every keep_float name is a layer of the
+    model, and the data can measure a --max-drop budget."""
+    from edgeport.export.budget import budget_targets, check_budget
+    from edgeport.export.recipe import check_keep_float_source
+
+    targets = budget_targets(export_cfg, recipe)
+
+    def check(model, data) -> None:
+        check_keep_float_source(model, export_cfg, recipe)
+        check_budget(export_cfg, targets, lambda: data)
+
+    return check
 
 
 def evaluate_run(run_dir: str | Path, bench_cfg: BenchConfig | None = BenchConfig(),

@@ -164,6 +164,16 @@ def test_an_unmeasurable_budget_says_what_would_measure_it(drop, n, available, w
     assert all(w in str(exc.value) for w in words), str(exc.value)
 
 
+def test_a_misspelt_keep_float_leaves_an_earlier_run_as_it_was(broken, budgeted, tmp_path, capsys):
+    before = {p: p.read_bytes() for p in budgeted.rglob("*") if p.is_file()}
+    recipe = tmp_path / "r.toml"
+    recipe.write_text('[[variant]]\nmethod = "float"\ntargets = ["tflite_int8"]\nkeep_float = ["conv2dd"]\n')
+    assert main(["export", "--model", str(broken), "--out", str(budgeted), "--recipe", str(recipe), *DATA]) == 2
+    (line,) = _errors(capsys)
+    assert "'conv2dd'" in line and "conv2d" in line
+    assert {p: p.read_bytes() for p in budgeted.rglob("*") if p.is_file()} == before
+
+
 def test_max_drop_without_an_int8_target_says_it_only_sets_verify_budget(budgeted, capsys):
     assert main(["export", str(budgeted), "--targets", "tflite_fp32", "--max-drop", "1"]) == 0
     err = capsys.readouterr().err
