@@ -224,11 +224,20 @@ def file_sensitivity(path: Path, target, model, ctx) -> list[dict] | None:
     try:
         if key not in ctx.cache:
             ctx.cache[key] = keras_outputs(model, images)
-        return layer_sensitivity(path, model, images, ctx.cache[key])
+        rows = layer_sensitivity(path, model, images, ctx.cache[key])
     except Exception as exc:  # a diagnostic: a graph this module does not understand must not fail the export
         print(f"edgeport: note: {target.name}: per-layer sensitivity skipped ({type(exc).__name__}: "
               f"{str(exc).splitlines()[0][:160] if str(exc) else ''})", file=sys.stderr)
         return None
+    wrapped = _wrapped_names(model)
+    return [{**r, "layer": wrapped.get(r["layer"], r["layer"])} for r in rows]
+
+
+def _wrapped_names(model) -> dict[str, str]:
+    """A QAT model's layer names -> the user's: tfmot wraps each layer as `quant_<name>` (QuantizeWrapper, the
+    wrapped layer in `.layer`), and the table names layers as the user's model does."""
+    return {layer.name: layer.layer.name for layer in getattr(model, "layers", [])
+            if hasattr(layer, "layer") and hasattr(layer.layer, "name")}
 
 
 def _onnx_op(proto, layer: str, layers: list[str]) -> str:
