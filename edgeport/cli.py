@@ -366,9 +366,10 @@ def cmd_export(args) -> int:
         if executor is not None:
             executor.check(recipe, ec, strategy)
         if ic is not None:
+            from edgeport.pipeline import import_checks
             from edgeport.train.bring import import_model
 
-            result = import_model(ic, args.run_dir)
+            result = import_model(ic, args.run_dir, check=import_checks(ec, recipe))  # before any file is replaced
             for note in result.notes:
                 print(f"edgeport: note: {note}", file=sys.stderr)
             print(f"reference: {result.model_path}  test accuracy {result.test_accuracy:.2%}")
@@ -411,6 +412,11 @@ def _eval_or_bench(args, bench: bool) -> int:
                               insecure_accept_host_key=args.insecure_accept_host_key)
         report = bench_with_devices(paths, devs, bc, remote, data=data, limit=args.test_limit, answers=answers)
     elif run_dir is not None:
+        if args.data:  # evaluate_run reads the run's own data (train.json): --data would be silently ignored
+            raise ConfigError(f"--data {args.data}: a run folder is evaluated on the data it was made with; to "
+                              f"evaluate its files on other images, give the files: edgeport "
+                              f"{'bench' if bench else 'eval'} {run_dir / 'artifacts'}/*.tflite ... --data "
+                              f"{args.data}")
         from edgeport.pipeline import evaluate_run
 
         with _executor(args) as executor:

@@ -63,6 +63,7 @@ def run_pipeline(out_dir: str | Path, train_cfg=None, export_cfg=None, bench_cfg
     makes the compression variants instead of `export_cfg.targets`. `executor` (edgeport.scale) makes the variants
     and evaluations elsewhere; training runs here, under `train_cfg.strategy`, which the fine-tunes use too.
     Settings, strategy and the executor's resources are checked before anything in `out_dir` is touched."""
+    from edgeport.export.budget import budget_targets, check_budget
     from edgeport.export.export import ExportConfig, export_run
     from edgeport.runtime.report import write_report
     from edgeport.train.fit import TrainConfig, train
@@ -92,6 +93,7 @@ def run_pipeline(out_dir: str | Path, train_cfg=None, export_cfg=None, bench_cfg
                 export_run(scratch, export_cfg, recipe=recipe, strategy=train_cfg.strategy)
             return {"run": Path(out_dir).name, "worker": True, "artifacts": [],
                     "pipeline_seconds": round(time.perf_counter() - t0, 1)}
+    targets = budget_targets(export_cfg, recipe)  # what a --max-drop acts on: checked before anything is replaced
     created = not Path(out_dir).exists()
     out = files.ensure_writable_dir(out_dir)
     t0 = time.perf_counter()
@@ -99,8 +101,10 @@ def run_pipeline(out_dir: str | Path, train_cfg=None, export_cfg=None, bench_cfg
         if import_cfg is not None:
             from edgeport.train.bring import import_model
 
-            import_model(import_cfg, out)  # replaces an earlier run's files once the model and data are checked
+            # replaces an earlier run's files once the model, the data and the budget are checked
+            import_model(import_cfg, out, check=import_checks(export_cfg, recipe))
         else:
+            check_budget(export_cfg, targets, lambda: load_dataset(train_cfg.data))
             RunFolder(out).clear_run()
             train(train_cfg, out)
         export_run(out, export_cfg, recipe=recipe, executor=executor, strategy=train_cfg.strategy)
@@ -112,6 +116,21 @@ def run_pipeline(out_dir: str | Path, train_cfg=None, export_cfg=None, bench_cfg
     report["pipeline_seconds"] = round(time.perf_counter() - t0, 1)
     write_report(out, report)
     return report
+
+
+def import_checks(export_cfg, recipe=None):
+    """What import_model checks before it replaces an earlier run's files: every keep_float name is a layer of the
+    model, and the data can measure a --max-drop budget."""
+    from edgeport.export.budget import budget_targets, check_budget
+    from edgeport.export.recipe import check_keep_float_source
+
+    targets = budget_targets(export_cfg, recipe)
+
+    def check(model, data) -> None:
+        check_keep_float_source(model, export_cfg, recipe)
+        check_budget(export_cfg, targets, lambda: data)
+
+    return check
 
 
 def evaluate_run(run_dir: str | Path, bench_cfg: BenchConfig | None = BenchConfig(),
@@ -300,8 +319,9 @@ def evaluate_files(paths: list, data: DataConfig | str | None = None, bench_cfg:
             if dataset is None or tuple(dataset.test_images.shape[1:]) != model.spec.image_shape:
                 dataset = _data_for(model, cfg, limit, explicit=data is not None)
                 notes += [n for n in (dataset.notes if dataset is not None else ()) if n not in notes]
-            row.update(format=model.format, precision=model.input.dtype, bytes=Path(p).stat().st_size,
-                       gzip_bytes=files.gzip_size(p), status="ok", input_spec=model.spec.to_dict())
+            row.update(format=model.format, precision=file_precision(p, model.input.dtype),
+                       bytes=Path(p).stat().st_size, gzip_bytes=files.gzip_size(p), status="ok",
+                       input_spec=model.spec.to_dict())
             if dataset is not None:
                 check_images_fit(model, dataset.test_images, dataset.source, cfg.path is None)
                 ev = model.evaluate(dataset.test_images, dataset.test_labels)
@@ -333,6 +353,18 @@ def evaluate_files(paths: list, data: DataConfig | str | None = None, bench_cfg:
         answers.predictions.update(predictions)
         answers.dataset = dataset
     return report
+
+
+def file_precision(path: str | Path, io_dtype: str) -> str:
+    """A loose file's precision, which no manifest records: "int8" when int8 ops do all its multiply-accumulates,
+    "mixed" when some, else its input dtype. Its input dtype alone calls an ONNX QDQ or a float-I/O TFLite int8
+    file float32."""
+    from edgeport.runtime.macs import count_macs
+
+    count = count_macs(path)
+    if not count.macs or not count.int8_macs:
+        return io_dtype
+    return "int8" if count.int8_macs == count.macs else "mixed"
 
 
 def _data_for(model, cfg: DataConfig, limit: int | None, explicit: bool):

@@ -39,15 +39,57 @@ def budget_split(ctx) -> tuple[np.ndarray, np.ndarray, str]:
     return ctx.cache[key]
 
 
-def check_resolvable(max_drop: float, n: int, where: str = "--max-drop") -> None:
-    """A ConfigError when `n` validation images cannot resolve a drop of `max_drop` points."""
+def budget_targets(cfg, recipe=None) -> list[str]:
+    """The targets a budget `cfg.max_drop` would act on: mixed-capable targets of the plain export or of every
+    recipe variant but the QAT ones (their files keep their trained ranges)."""
+    from edgeport.train.compress import QUANTISED
+
+    if recipe is None:
+        return [t for t in cfg.targets if t in MIXED_TARGETS]
+    return [t for v in recipe.variants if v.compress.method not in QUANTISED for t in v.targets if t in MIXED_TARGETS]
+
+
+def check_budget(cfg, targets: list[str], dataset) -> None:
+    """Before anything is converted or an earlier run replaced: a ConfigError when `cfg.max_drop` would act on
+    `targets` (budget_targets) but the split it is measured on cannot resolve it. `dataset`: a callable giving the
+    run's Dataset, called only when there is a budget to check (loading it costs time)."""
+    if cfg.max_drop is None or not targets:
+        return
+    data = dataset()
+    if len(data.val_images):
+        available, where = len(data.val_images), "validation split"
+    else:  # budget_split's seeded carve from train, past the calibration images
+        available, where = max(0, len(data.train_images) - cfg.calibration_size), "seeded part of train"
+    check_resolvable(cfg.max_drop, min(cfg.budget_size, available), where=where, available=available,
+                     cap=cfg.budget_size)
+
+
+def check_resolvable(max_drop: float, n: int, flag: str = "--max-drop", where: str = "validation split",
+                     available: int | None = None, cap: int | None = None) -> None:
+    """A ConfigError when `n` images cannot resolve a drop of `max_drop` points, saying what would: a larger budget,
+    or how many validation images (at most `cap` of the `available` ones are used)."""
     from edgeport.runtime.stats import resolvable_points
 
     smallest = resolvable_points(n) if n else float("inf")
-    if smallest > max_drop:
-        raise ConfigError(f"{where} {max_drop:g}: the validation split has {n} images, too few to measure it (the "
-                          f"smallest difference it resolves is {smallest:.2f} points); give a larger budget or "
-                          "more validation images (--val-size)")
+    if smallest <= max_drop:
+        return
+    k = round(resolvable_points(1) / 100)  # images that must all go one way for McNemar's test to see a change
+    used = f"the {n} images it is measured on ({where}"
+    used += f", the first {n} of {available})" if available is not None and available > n else ")"
+    resolves = f"they resolve no difference under {smallest:.2f} points ({k} images all going one way)" if n else (
+        "there are none")
+    if max_drop == 0:
+        fix = "a drop of exactly 0 cannot be shown on any number of images; give a budget in points"
+    else:
+        needed = int(np.ceil(k * 100 / max_drop))
+        fix = (f"give {flag} {smallest:.2f} or more, or about {needed} validation images (--val-size {needed})"
+               if cap is None or needed <= cap else
+               f"a budget is measured on at most {cap} images (ExportConfig.budget_size): give {flag} "
+               f"{smallest:.2f} or more" + (f" ({resolvable_points(cap):.2f} with {cap} validation images)"
+                                            if n < cap else ""))
+    if n and max_drop == 0:
+        fix += f" ({smallest:.2f} or more here)"
+    raise ConfigError(f"{flag} {max_drop:g}: too fine for {used}: {resolves}; {fix}")
 
 
 def convert_within_budget(target, model, path: Path, ctx) -> dict:
@@ -64,7 +106,7 @@ def convert_within_budget(target, model, path: Path, ctx) -> dict:
     if mixed:
         check_keep_float(forced, layer_names(model), "keep_float")
         if cfg.max_drop is not None:  # before any conversion: can the split measure the budget at all?
-            check_resolvable(cfg.max_drop, len(budget_split(ctx)[0]))
+            check_resolvable(cfg.max_drop, len(budget_split(ctx)[0]), cap=cfg.budget_size)
     ctx.keep_float = forced if mixed else ()
     conversion = _convert(target, model, path, ctx)
     if not mixed:

@@ -222,14 +222,21 @@ def export_run(run_dir: str | Path, cfg: ExportConfig = ExportConfig(), recipe=N
     With a recipe (edgeport.export.recipe.Recipe) its variants replace `cfg.targets`: each training-time method
     is fine-tuned (under the tf.distribute `strategy`), then exported; `cfg` still gives the settings the recipe
     leaves unset. `executor` (edgeport.scale) does the work elsewhere: see export_recipe."""
+    from edgeport.export.budget import MIXED_TARGETS, budget_targets, check_budget
     from edgeport.export.calibration_curve import before_export
     from edgeport.export.recipe import export_recipe, plain_recipe
 
     cfg.validate()
+    run = RunFolder(run_dir)
+    budgeted = budget_targets(cfg, recipe)
+    check_budget(cfg, budgeted, run.dataset)  # before the earlier manifest goes
+    if cfg.max_drop is not None and not budgeted:
+        print(f"edgeport: note: --max-drop {cfg.max_drop:g}: no int8 target here to keep layers in float for "
+              f"({', '.join(MIXED_TARGETS)}; QAT files keep their trained ranges), so it is only the budget "
+              "`edgeport verify` checks", file=sys.stderr)
     before_export(run_dir, cfg, recipe)  # --calibration-curve's conversions, first: the manifest is written last
     if recipe is not None:
         return export_recipe(run_dir, recipe, cfg, executor=executor, strategy=strategy)
-    run = RunFolder(run_dir)
     (run.path / MANIFEST).unlink(missing_ok=True)  # an export in progress must not look complete
     t0 = time.perf_counter()
     if executor is None:

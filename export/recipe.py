@@ -341,6 +341,30 @@ def check_keep_float_layers(run: RunFolder, recipe: Recipe) -> None:
         check_keep_float(v.keep_float, layers, v.label)
 
 
+def check_keep_float_source(model, cfg, recipe: Recipe | None) -> None:
+    """Before an imported model replaces an earlier run: every keep_float name (the config's, each variant's) is a
+    layer of `model` as loaded, nested blocks' layers included, also as BLOCK_name (the rebuild's name for a
+    layer name repeated across blocks); the run's own model is checked again before export."""
+    from edgeport.export.layers import check_keep_float, layer_names
+
+    wanted = [(tuple(cfg.keep_float), "keep_float")] if cfg.keep_float else []
+    wanted += [(v.keep_float, v.label) for v in (recipe.variants if recipe else ()) if v.keep_float]
+    if not wanted:
+        return
+
+    def names(m) -> list[str]:
+        found = []
+        for layer in getattr(m, "layers", []):
+            found.append(layer.name)
+            inner = names(layer) if hasattr(layer, "layers") else []
+            found += inner + [f"{layer.name}_{n}" for n in inner]
+        return found
+
+    known, shown = set(names(model)), layer_names(model)
+    for keep, where in wanted:
+        check_keep_float(tuple(n for n in keep if n not in known), shown, where)
+
+
 def check_fine_tunable(run: RunFolder, recipe: Recipe) -> None:
     """Training-time methods fine-tune with tfmot, which takes tf-keras models only: refuse them, naming the first
     such variant and why, when the run's reference is an imported model the Keras 3 bridge did not rebuild."""

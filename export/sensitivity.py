@@ -61,7 +61,7 @@ def layer_sensitivity(path: str | Path, model, images: np.ndarray, reference: di
             continue
         op, values, scale = quant[name]
         ref = reference[name][: len(values)]
-        values = _match_layout(values, ref.shape)
+        values = _match_layout(values, ref)
         if values is None:
             continue
         rows.append({"layer": name, "op": op, "order": order, **channel_stats(ref, values, scale)})
@@ -95,15 +95,20 @@ def _db(signal: float, noise: float) -> float:
     return SQNR_CAP_DB if noise == 0 else (min(SQNR_CAP_DB, 10 * np.log10(signal / noise)) if signal > 0 else 0.0)
 
 
-def _match_layout(values: np.ndarray, shape: tuple) -> np.ndarray | None:
-    """`values` in the Keras layout (NHWC): as is, NCHW transposed (tf2onnx works in NCHW), else None."""
-    if values.shape == shape:
-        return values
+def _match_layout(values: np.ndarray, ref: np.ndarray) -> np.ndarray | None:
+    """`values` in the Keras layout (NHWC) of `ref`: as is, NCHW transposed (tf2onnx works in NCHW), else None.
+
+    A tensor whose height, width and channels are equal (32x32x32) fits both layouts, and its shape cannot say
+    which it is in: then the layout closer to the float values wins. The right one differs from them by the
+    quantisation error; the wrong one by a permutation of the whole signal (about 0 dB, as measured on a
+    MobileNetV2 stem where the right layout gave 40 dB)."""
+    shape = ref.shape
+    candidates = [values] if values.shape == shape else []
     if values.ndim == 4 and values.transpose(0, 2, 3, 1).shape == shape:
-        return values.transpose(0, 2, 3, 1)
-    if values.size == int(np.prod(shape)) and values.shape[0] == shape[0] and values.ndim == len(shape):
-        return None  # same size, another layout: not comparable channel by channel
-    return None
+        candidates.append(values.transpose(0, 2, 3, 1))
+    if len(candidates) < 2:
+        return candidates[0] if candidates else None  # same size in another layout: not comparable by channel
+    return min(candidates, key=lambda c: float(np.mean((c.astype(np.float64) - ref) ** 2)))
 
 
 def _tflite_outputs(path: Path, images: np.ndarray, layers: list[str]) -> dict:
@@ -219,11 +224,20 @@ def file_sensitivity(path: Path, target, model, ctx) -> list[dict] | None:
     try:
         if key not in ctx.cache:
             ctx.cache[key] = keras_outputs(model, images)
-        return layer_sensitivity(path, model, images, ctx.cache[key])
+        rows = layer_sensitivity(path, model, images, ctx.cache[key])
     except Exception as exc:  # a diagnostic: a graph this module does not understand must not fail the export
         print(f"edgeport: note: {target.name}: per-layer sensitivity skipped ({type(exc).__name__}: "
               f"{str(exc).splitlines()[0][:160] if str(exc) else ''})", file=sys.stderr)
         return None
+    wrapped = _wrapped_names(model)
+    return [{**r, "layer": wrapped.get(r["layer"], r["layer"])} for r in rows]
+
+
+def _wrapped_names(model) -> dict[str, str]:
+    """A QAT model's layer names -> the user's: tfmot wraps each layer as `quant_<name>` (QuantizeWrapper, the
+    wrapped layer in `.layer`), and the table names layers as the user's model does."""
+    return {layer.name: layer.layer.name for layer in getattr(model, "layers", [])
+            if hasattr(layer, "layer") and hasattr(layer.layer, "name")}
 
 
 def _onnx_op(proto, layer: str, layers: list[str]) -> str:

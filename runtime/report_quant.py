@@ -7,6 +7,7 @@ from __future__ import annotations
 import html
 
 WORST = 8  # layers shown per file
+RANKED = 5  # layers of the full-int8 ranking named beside a budgeted file
 HEADERS = ["layer", "op", "SQNR dB (median channel)", "worst channel dB", "whole tensor dB", "RMSE / step"]
 NOTE = ("Each layer's output in the int8 file against the float model's, on validation images, worst first. SQNR "
         "per output channel (median and worst); the whole-tensor SQNR and the RMSE in quantisation steps are shown "
@@ -39,6 +40,11 @@ def budget_line(row: dict) -> str | None:
     if b:
         text += (f"; validation drop {b['validation_drop']:.2f} points (budget {b['max_drop']:g}, {b['images']} "
                  f"{b['split']} images, {len(b['tries'])} files measured)")
+        ranking = b.get("ranking") or []
+        if ranking:  # the table below is of this file, mixed: say what chose the float layers
+            shown = ", ".join(ranking[:RANKED]) + (", ..." if len(ranking) > RANKED else "")
+            text += (f"; chosen by the full-int8 file's ranking (worst first: {shown}); the table is this file as "
+                     "written, those layers in float")
     return text
 
 

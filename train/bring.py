@@ -218,8 +218,10 @@ def is_tf_keras(model) -> bool:
 # ---- importing -------------------------------------------------------------------------------------------------
 
 
-def import_model(cfg: ImportConfig, out_dir: str | Path) -> ImportResult:
-    """Make `out_dir` a run folder whose reference is the model in `cfg.model` (see the module docstring)."""
+def import_model(cfg: ImportConfig, out_dir: str | Path, check=None) -> ImportResult:
+    """Make `out_dir` a run folder whose reference is the model in `cfg.model` (see the module docstring).
+    `check`, when given, is called with the loaded model and Dataset before anything in `out_dir` is replaced (the
+    pipeline checks there that a --max-drop budget can be measured on the data and keep_float names its layers)."""
     from edgeport.runtime.base import as_probabilities
     from edgeport.train.bridge import BridgeError, is_keras3, to_tf_keras
 
@@ -250,6 +252,8 @@ def import_model(cfg: ImportConfig, out_dir: str | Path) -> ImportResult:
                      "check the pixel scaling (--input-scale, --mean, --std) and that the class order matches the "
                      "model's training (class folders are read in sorted order; the model may have used another)")
 
+    if check is not None:
+        check(model, data)
     out = files.ensure_writable_dir(out_dir)
     run = RunFolder(out)
     run.clear_run(keep=src)  # an earlier run's files (other model, other targets) must not pass for this one's

@@ -282,6 +282,11 @@ def test_eval_of_a_flat_class_folder_uses_all_of_it(data, tmp_path, capsys):
     report = json.loads(out.out)
     assert report["dataset"]["test_images"] == count == 80
     assert f"all {count} of its images are the evaluation set" in out.err
+    before = (run / "report.json").read_bytes() if (run / "report.json").exists() else None
+    assert main(["eval", str(run), "--data", str(flat)]) == 2  # a run folder has its own data: not silently kept
+    line = _errors(capsys)[0]
+    assert f"--data {flat}" in line and "give the files" in line
+    assert ((run / "report.json").read_bytes() if (run / "report.json").exists() else None) == before
 
 
 def test_a_relative_data_path_is_recorded_relative_to_the_run(data, tmp_path, monkeypatch):

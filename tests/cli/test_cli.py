@@ -149,3 +149,15 @@ def test_train_flags_reach_the_config(monkeypatch, tmp_path):
     assert main(["train", "--out", str(tmp_path / "t"), "--model", "mobilenet_v2", "--augment-shift", "0"]) == 0
     assert seen["cfg"].model == "mobilenet_v2" and seen["cfg"].augment_shift == 0
     assert main(["train", "--out", str(tmp_path / "t")]) == 0 and seen["cfg"].augment_shift == 2  # the default
+
+
+def test_a_loose_int8_file_is_called_int8_not_by_its_float_io(tiny_run, artifacts, tmp_path, capsys):
+    """No manifest says a loose file's precision: an ONNX QDQ file has float I/O yet computes in int8."""
+    run = tmp_path / "run"
+    shutil.copytree(tiny_run, run)
+    assert main(["export", str(run), "--targets", "onnx_static_int8", "--no-sensitivity"]) == 0
+    files = [run / "artifacts" / "onnx_static_int8.onnx", artifacts["tflite_int8"], artifacts["onnx_fp32"]]
+    capsys.readouterr()
+    assert main(["eval", *map(str, files), "--test-limit", "50", "--json"]) == 0
+    rows = {r["name"]: r["precision"] for r in json.loads(capsys.readouterr().out)["artifacts"]}
+    assert rows == {"onnx_static_int8.onnx": "int8", "tflite_int8.tflite": "int8", "onnx_fp32.onnx": "float32"}

@@ -261,3 +261,12 @@ def test_a_failing_variant_is_reported_and_the_others_are_kept(tiny_run, tmp_pat
     assert sorted(p.name for p in run.iterdir() if p.name.startswith(".")) == []  # no staging folder left
     rows = {r["name"]: r for r in evaluate_run(run, None)["artifacts"]}
     assert rows["onnx_fp32"]["status"] == "failed" and "broken was not made: RuntimeError" in rows["onnx_fp32"]["error"]
+
+
+def test_qat_files_sensitivity_names_the_users_layers(recipe_run):
+    """tfmot wraps each layer as quant_<name>; the table names the layers as the model does, as for other files."""
+    plain = {r["layer"] for r in _artifacts(recipe_run)["onnx_static_int8"]["sensitivity"]}
+    for name in ("qat_tflite_int8", "pqat_tflite_int8"):
+        rows = _artifacts(recipe_run)[name]["sensitivity"]
+        assert rows and not any(r["layer"].startswith("quant_") for r in rows)
+        assert {r["layer"] for r in rows} & plain

@@ -106,6 +106,7 @@ def test_report_has_the_sensitivity_section(budgeted):
     md = (budgeted / "report.md").read_text()
     assert "## Quantisation sensitivity" in md
     assert "kept in float: " in md
+    assert "chosen by the full-int8 file's ranking (worst first: conv2d" in md  # why those layers, not the table's
     report = json.loads((budgeted / "report.json").read_text())
     rows = [r for r in report["artifacts"] if r.get("sensitivity")]
     assert {r["name"] for r in rows} == {"tflite_int8", "onnx_static_int8"}
@@ -130,6 +131,55 @@ def test_too_small_validation_split_says_the_smallest_resolvable_difference(brok
     (line,) = _errors(capsys)
     assert "--max-drop 1:" in line and "100 images" in line and "6.00 points" in line
     assert not (out / "artifacts" / "tflite_int8.tflite").exists()
+
+
+def test_an_unmeasurable_budget_leaves_an_earlier_run_as_it_was(broken, budgeted, capsys):
+    """A --max-drop the validation split cannot resolve is refused before any file is converted or replaced: the
+    earlier run's manifest, model and files stay (re-importing into it, or re-exporting it)."""
+    before = {p: p.read_bytes() for p in budgeted.rglob("*") if p.is_file()}
+    small = [a if a != "1000" else "100" for a in DATA[:4]] + DATA[4:]  # 100 validation images: resolves 6 points
+    assert main(["export", "--model", str(broken), "--out", str(budgeted), "--targets", "tflite_fp32,tflite_int8",
+                 "--max-drop", "1", *small]) == 2
+    (line,) = _errors(capsys)
+    assert "--max-drop 1:" in line and "100 images" in line
+    assert main(["export", str(budgeted), "--targets", "tflite_fp32,onnx_static_int8", "--max-drop", "0.01"]) == 2
+    (line,) = _errors(capsys)
+    assert "--max-drop 0.01:" in line and "1000 images" in line
+    assert {p: p.read_bytes() for p in budgeted.rglob("*") if p.is_file()} == before
+
+
+@pytest.mark.parametrize("drop,n,available,words", [
+    (0.5, 200, 200, ["200 images", "3.00 points", "--max-drop 3.00 or more", "--val-size 1200"]),
+    (0, 200, 200, ["exactly 0", "3.00 or more"]),
+    (0.2, 2000, 5000, ["the first 2000 of 5000", "at most 2000", "--max-drop 0.30 or more"]),
+    (0.01, 1000, 1000, ["--max-drop 0.60 or more (0.30 with 2000 validation images)"]),
+])
+def test_an_unmeasurable_budget_says_what_would_measure_it(drop, n, available, words):
+    from edgeport.core.errors import ConfigError
+    from edgeport.export.budget import check_resolvable
+
+    check_resolvable(3.0, 200, available=200, cap=2000)  # 6 of 200 images: exactly resolvable
+    with pytest.raises(ConfigError) as exc:
+        check_resolvable(drop, n, available=available, cap=2000)
+    assert all(w in str(exc.value) for w in words), str(exc.value)
+
+
+def test_a_misspelt_keep_float_leaves_an_earlier_run_as_it_was(broken, budgeted, tmp_path, capsys):
+    before = {p: p.read_bytes() for p in budgeted.rglob("*") if p.is_file()}
+    recipe = tmp_path / "r.toml"
+    recipe.write_text('[[variant]]\nmethod = "float"\ntargets = ["tflite_int8"]\nkeep_float = ["conv2dd"]\n')
+    assert main(["export", "--model", str(broken), "--out", str(budgeted), "--recipe", str(recipe), *DATA]) == 2
+    (line,) = _errors(capsys)
+    assert "'conv2dd'" in line and "conv2d" in line
+    assert {p: p.read_bytes() for p in budgeted.rglob("*") if p.is_file()} == before
+
+
+def test_max_drop_without_an_int8_target_says_it_only_sets_verify_budget(budgeted, capsys):
+    assert main(["export", str(budgeted), "--targets", "tflite_fp32", "--max-drop", "1"]) == 0
+    err = capsys.readouterr().err
+    assert "--max-drop 1: no int8 target here" in err and "edgeport verify" in err
+    arts = json.loads((budgeted / "manifest.json").read_text())["artifacts"]
+    assert arts[0]["lineage"]["max_drop"] == 1.0
 
 
 def test_a_budget_no_layer_set_meets_fails_with_the_best_drop(budgeted, tmp_path, capsys, monkeypatch):
@@ -178,3 +228,36 @@ def test_default_export_gives_int8_files_a_sensitivity_table_and_counts_int8_mac
     int8, fp32 = count_macs(artifacts["tflite_int8"]), count_macs(artifacts["tflite_fp32"])
     assert int8.int8_macs == int8.macs > 0
     assert fp32.int8_macs == 0
+
+
+def test_a_cubic_nchw_tensor_is_compared_in_the_keras_layout():
+    """32x32 with 32 channels fits NHWC and NCHW alike: the shape cannot tell, so the layout nearer the float
+    values is taken (an ONNX stem of a MobileNetV2 at 32x32 read -1 dB as is, 40 dB transposed)."""
+    from edgeport.export.sensitivity import _match_layout, channel_stats
+
+    rng = np.random.default_rng(0)
+    ref = rng.standard_normal((2, 6, 6, 6)).astype(np.float32)
+    nchw = ref.transpose(0, 3, 1, 2) + rng.normal(0, 0.01, (2, 6, 6, 6)).astype(np.float32)
+    matched = _match_layout(nchw, ref)
+    assert channel_stats(ref, matched, None)["sqnr_db"] > 30
+    assert channel_stats(ref, nchw, None)["sqnr_db"] < 3  # as is: the permuted signal
+    assert _match_layout(ref + 0.01, ref) is not None and np.allclose(_match_layout(ref + 0.01, ref), ref + 0.01)
+    assert _match_layout(ref[:, :, :, :3], ref) is None
+
+
+def test_keeping_an_activation_in_float_in_onnx_keeps_the_op_tflite_fuses_it_into():
+    """tf2onnx leaves conv and ReLU6 as two nodes where TFLite fuses them (and names the fused op by the ReLU layer):
+    keeping the ReLU layer keeps its conv too, unless another node reads the conv's output."""
+    from onnx import helper
+
+    from edgeport.export.mixed import _with_fused_producers
+
+    nodes = [helper.make_node("Conv", ["x", "w"], ["c1"], name="m/stem_conv/Conv2D"),
+             helper.make_node("Clip", ["c1"], ["r1"], name="m/stem_relu6/Relu6"),
+             helper.make_node("Conv", ["r1", "w"], ["c2"], name="m/conv2/Conv2D"),
+             helper.make_node("Relu", ["c2"], ["r2"], name="m/re_lu/Relu"),
+             helper.make_node("Add", ["c2", "r2"], ["y"], name="m/add/Add")]  # c2 read twice: not fusable
+    proto = helper.make_model(helper.make_graph(nodes, "g", [], []))
+    assert _with_fused_producers(proto, ["m/stem_relu6/Relu6"]) == ["m/stem_relu6/Relu6", "m/stem_conv/Conv2D"]
+    assert _with_fused_producers(proto, ["m/re_lu/Relu"]) == ["m/re_lu/Relu"]
+    assert _with_fused_producers(proto, ["m/conv2/Conv2D"]) == ["m/conv2/Conv2D"]
