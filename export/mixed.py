@@ -20,13 +20,13 @@ def tflite_selective(conv, model, path: Path, ctx, int8_io: bool, keep: tuple[st
     """Write an int8 .tflite with the ops of the layers in `keep` left in float; return the conversion settings."""
     from tensorflow.lite.python import convert
 
-    from edgeport.export.tflite_export import TFLITE_CALIBRATION
+    from edgeport.export.tflite_export import TFLITE_CALIBRATION, representative
 
     tf = ctx.tf
     key = ("tflite_calibrated", id(model))
     if key not in ctx.cache:
         conv.optimizations = [tf.lite.Optimize.DEFAULT]
-        conv.representative_dataset = _representative(ctx)
+        conv.representative_dataset = representative(ctx)
         conv.target_spec.supported_ops = [tf.lite.OpsSet.TFLITE_BUILTINS, tf.lite.OpsSet.TFLITE_BUILTINS_INT8]
         conv._experimental_calibrate_only = True  # the debugger's own route to a calibrated, unquantised model
         ctx.cache[key] = conv.convert()
@@ -88,13 +88,3 @@ def _with_fused_producers(proto, excluded: list[str]) -> list[str]:
                 break
             src = producer.get(src.input[0])
     return out
-
-
-def _representative(ctx):
-    calib = ctx.calibration_images()
-
-    def gen():
-        for i in range(len(calib)):
-            yield [calib[i : i + 1]]
-
-    return gen

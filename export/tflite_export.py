@@ -55,7 +55,7 @@ def full_int8(conv, model, path: Path, ctx, int8_io: bool) -> dict:
         return tflite_selective(conv, model, path, ctx, int8_io, ctx.keep_float)
     conv.optimizations = [tf.lite.Optimize.DEFAULT]
     if not qat:  # a QAT model's fake-quant ops already say int8 everywhere; the converter's INT8-only check wants data
-        conv.representative_dataset = _representative(ctx)
+        conv.representative_dataset = representative(ctx)
         conv.target_spec.supported_ops = [tf.lite.OpsSet.TFLITE_BUILTINS_INT8]
     if int8_io:  # otherwise float32: the converter adds quantise/dequantise ops at the edges
         conv.inference_input_type = tf.int8
@@ -81,7 +81,8 @@ def _ranges(qat: bool, ctx) -> dict:
 # ---- post-training modes: each a converter setting on the same Keras model --------------------------
 
 
-def _representative(ctx):
+def representative(ctx):
+    """The converters' representative dataset: the calibration images one at a time."""
     calib = ctx.calibration_images()
 
     def gen():
@@ -128,7 +129,7 @@ def export_tflite_int16x8(model, path: Path, ctx) -> dict:
     tf = ctx.tf
     conv = _converter(model, ctx)
     conv.optimizations = [tf.lite.Optimize.DEFAULT]
-    conv.representative_dataset = _representative(ctx)
+    conv.representative_dataset = representative(ctx)
     conv.target_spec.supported_ops = [tf.lite.OpsSet.EXPERIMENTAL_TFLITE_BUILTINS_ACTIVATIONS_INT16_WEIGHTS_INT8]
     path.write_bytes(conv.convert())
     return {"converter": _converter_name(model), "optimizations": ["DEFAULT"],
