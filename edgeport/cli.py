@@ -308,7 +308,11 @@ def cmd_run(args) -> int:
     if failed:
         print(f"edgeport: failed: {', '.join(failed)} (reasons in {out / 'report.md'})", file=sys.stderr)
     print(f"report: {out / 'report.md'} ({report['pipeline_seconds']:.0f} s)")
-    return 0 if not failed else 1
+    if not failed:
+        return 0
+    from edgeport.core.manifest import MANIFEST, read_manifest
+
+    return max(1, _failed_exit(read_manifest(out).get("failed") or [] if (out / MANIFEST).is_file() else []))
 
 
 def cmd_train(args) -> int:
@@ -385,6 +389,14 @@ def cmd_export(args) -> int:
         print(f"edgeport: {what}: {f['error']}", file=sys.stderr)
     made = len(manifest["artifacts"])
     print(f"manifest: {path} ({made} file(s) made" + (f", {len(failed)} failed)" if failed else ")"))
+    return _failed_exit(failed)
+
+
+def _failed_exit(failed: list[dict]) -> int:
+    """0 when nothing failed; 2 when a --max-drop budget could not be met (the user's value, like any bad input);
+    else 1 (a file failed the gate or a variant failed)."""
+    if any(f.get("kind") == "budget" for f in failed):
+        return 2
     return 1 if failed else 0
 
 

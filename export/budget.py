@@ -7,7 +7,8 @@ worst first) and keep them in float one at a time, re-converting, until the drop
 dropping each kept layer again (last added first) and keep it int8 where the budget still holds, so the set is as
 small as this greedy search finds. The set found for one format is tried first, whole, for the next one, so
 TFLite and ONNX keep the same layers when that set meets the budget in both (else more are added by rank).
-No set meeting the budget: an ExportError naming the best drop found, and the target writes nothing.
+No set meeting the budget: a BudgetError naming the best drop found, and the target writes nothing (the command
+exits 2 at the end: the user's value cannot be met).
 """
 
 from __future__ import annotations
@@ -17,7 +18,7 @@ from pathlib import Path
 
 import numpy as np
 
-from edgeport.core.errors import ConfigError, ExportError
+from edgeport.core.errors import BudgetError, ConfigError
 from edgeport.export.layers import check_keep_float, layer_names
 
 MIXED_TARGETS = ("tflite_int8", "tflite_int8_float_io", "onnx_static_int8")  # converters that honour keep_float
@@ -162,7 +163,7 @@ def _search(target, model, path: Path, ctx, conversion: dict, forced: tuple[str,
                     break
         if drop > limit:
             best = min(tries, key=lambda t: t["drop"])
-            raise ExportError(f"{target.name}: no set of layers kept in float brings the validation drop within "
+            raise BudgetError(f"{target.name}: no set of layers kept in float brings the validation drop within "
                               f"--max-drop {limit:g} points; best {best['drop']:.2f} points keeping "
                               f"{', '.join(best['kept_float']) or 'none'} in float")
         if not shared:  # a smaller set where the budget still holds, last added first

@@ -25,7 +25,7 @@ import numpy as np
 
 from edgeport.core import files
 from edgeport.core.environment import package_versions
-from edgeport.core.errors import ConfigError, EdgeportError, ExportError
+from edgeport.core.errors import BudgetError, ConfigError, EdgeportError, ExportError
 from edgeport.core.manifest import MANIFEST, Artifact, write_manifest
 from edgeport.core.metadata import file_metadata
 from edgeport.core.run import RunFolder
@@ -104,6 +104,7 @@ class TargetFailure:
     format: str
     precision: str
     error: str  # one line: which check failed and by how much
+    kind: str = "gate"  # "gate": conversion or validation failed; "budget": --max-drop cannot be met (exit 2)
 
     def to_dict(self) -> dict:
         return asdict(self)
@@ -165,7 +166,8 @@ def export_model(model_path: str | Path, run: RunFolder | str | Path, cfg: Expor
                 raise
             print(f"edgeport: {exc} (recorded as failed; the other targets go on)", file=sys.stderr)
             final.unlink(missing_ok=True)  # an earlier export's file of that name would pass for this one
-            failed.append(TargetFailure(name, target.name, target.format, target.precision, str(exc)))
+            failed.append(TargetFailure(name, target.name, target.format, target.precision, str(exc),
+                                        kind="budget" if isinstance(exc, BudgetError) else "gate"))
             continue
         seconds = time.perf_counter() - t0
         artifacts.append(Artifact(
@@ -186,7 +188,8 @@ def export_model(model_path: str | Path, run: RunFolder | str | Path, cfg: Expor
 
 def failure_entry(f: TargetFailure, variant: str, method: str, executor: dict | None = None) -> dict:
     """The manifest's "failed" record of one target that failed the gate: the file it would have been, and why."""
-    return {"variant": variant, "method": method, "target": f.target, "error": f.error, "executor": executor or {},
+    return {"variant": variant, "method": method, "target": f.target, "error": f.error, "kind": f.kind,
+            "executor": executor or {},
             "artifacts": [{"name": f.name, "format": f.format, "precision": f.precision}]}
 
 

@@ -8,9 +8,10 @@ output (after its DequantizeLinear, so the value the next op reads). Hand-writte
 `tf.lite.experimental.QuantizationDebugger` / `onnxruntime.quantization.qdq_loss_debug`: both report one
 whole-tensor figure, and that is what this module must not rely on.
 
-Per layer: `sqnr_db`, the median over output channels of the channel's SQNR (signal power / error power, dB);
-`worst_channel_sqnr_db`; `tensor_sqnr_db`, the whole-tensor SQNR; and `rmse_over_scale`, the RMSE in units of
-the tensor's quantisation step (None for a tensor kept in float). Why per channel: a channel carrying a huge
+Per layer: `tensor`, the file's name of the tensor compared (so a graph viewer can find it: Model Explorer node
+data, runtime/report_quant.py); `sqnr_db`, the median over output channels of the channel's SQNR (signal power /
+error power, dB); `worst_channel_sqnr_db`; `tensor_sqnr_db`, the whole-tensor SQNR; and `rmse_over_scale`, the RMSE
+in units of the tensor's quantisation step (None for a tensor kept in float). Why per channel: a channel carrying a huge
 constant sets a tensor's int8 range, every other channel rounds to zero, and the whole-tensor SQNR still looks
 fine because the constant dominates the power; the median channel sees the other channels crushed.
 """
@@ -45,7 +46,7 @@ def keras_outputs(model, images: np.ndarray) -> dict[str, np.ndarray]:
 
 
 def layer_sensitivity(path: str | Path, model, images: np.ndarray, reference: dict | None = None) -> list[dict]:
-    """Rows {layer, op, sqnr_db, worst_channel_sqnr_db, tensor_sqnr_db, rmse_over_scale}, worst (lowest
+    """Rows {layer, op, tensor, sqnr_db, worst_channel_sqnr_db, tensor_sqnr_db, rmse_over_scale}, worst (lowest
     sqnr_db) first, earlier layers first among equals (an error spreads downstream). `images` is float32 model
     input; `reference` the Keras layer outputs when already computed (keras_outputs)."""
     images = images[:SENSITIVITY_IMAGES]
@@ -59,12 +60,12 @@ def layer_sensitivity(path: str | Path, model, images: np.ndarray, reference: di
     for order, name in enumerate(layers):
         if name not in quant:
             continue
-        op, values, scale = quant[name]
+        op, values, scale, tensor = quant[name]
         ref = reference[name][: len(values)]
         values = _match_layout(values, ref)
         if values is None:
             continue
-        rows.append({"layer": name, "op": op, "order": order, **channel_stats(ref, values, scale)})
+        rows.append({"layer": name, "op": op, "tensor": tensor, "order": order, **channel_stats(ref, values, scale)})
     rows.sort(key=lambda r: (r["sqnr_db"] if r["sqnr_db"] is not None else SQNR_CAP_DB, r["order"]))
     for r in rows:
         del r["order"]
@@ -112,7 +113,7 @@ def _match_layout(values: np.ndarray, ref: np.ndarray) -> np.ndarray | None:
 
 
 def _tflite_outputs(path: Path, images: np.ndarray, layers: list[str]) -> dict:
-    """layer -> (op, dequantised output of the layer's last op, step or None for a float tensor)."""
+    """layer -> (op, dequantised output of the layer's last op, step or None for a float tensor, tensor name)."""
     from ai_edge_litert.interpreter import Interpreter, OpResolverType
 
     # without XNNPACK: a delegate replaces the ops it takes by one node and keeps only their last output
@@ -149,12 +150,13 @@ def _tflite_outputs(path: Path, images: np.ndarray, layers: list[str]) -> dict:
         step, zp = t["quantization"]
         quantised = t["dtype"] != np.float32
         found[layer] = (op, (values.astype(np.float32) - zp) * step if quantised else values, step if quantised
-                        else None)
+                        else None, t["name"])
     return found
 
 
 def _onnx_outputs(path: Path, images: np.ndarray, layers: list[str]) -> dict:
-    """layer -> (op, output of the layer's last node, after its DequantizeLinear where it has one, step or None)."""
+    """layer -> (op, output of the layer's last node, after its DequantizeLinear where it has one, step or None,
+    the node's own output name)."""
     import onnx
     import onnxruntime as ort
 
@@ -181,7 +183,7 @@ def _onnx_outputs(path: Path, images: np.ndarray, layers: list[str]) -> dict:
             found += next_ops(node.output[0]) if qdq else [node]
         return found
 
-    chosen: dict[str, tuple[str, str, float | None]] = {}  # layer -> (op, tensor, step)
+    chosen: dict[str, tuple[str, str, float | None, str]] = {}  # layer -> (op, tensor read, step, node output)
     for node in proto.graph.node:
         if node.op_type in ("QuantizeLinear", "DequantizeLinear"):
             continue
@@ -191,9 +193,9 @@ def _onnx_outputs(path: Path, images: np.ndarray, layers: list[str]) -> dict:
         if layer is None or (after and all(layer in layers_in(n.name, layers) for n in after)):
             continue  # a step inside the layer (batch norm as Mul then Add): not the layer's output
         twin, step = quantised.get(tensor, (tensor, None))
-        chosen[layer] = (_onnx_op(proto, layer, layers), twin, step)
+        chosen[layer] = (_onnx_op(proto, layer, layers), twin, step, tensor)
     existing = {o.name for o in proto.graph.output}
-    for _, tensor, _ in chosen.values():
+    for _, tensor, _, _ in chosen.values():
         if tensor not in existing and tensor in produced:
             proto.graph.output.append(onnx.helper.make_tensor_value_info(tensor, onnx.TensorProto.FLOAT, None))
     opts = ort.SessionOptions()
@@ -202,7 +204,7 @@ def _onnx_outputs(path: Path, images: np.ndarray, layers: list[str]) -> dict:
     feed = {sess.get_inputs()[0].name: images.astype(np.float32)}
     names = [o.name for o in sess.get_outputs()]
     values = dict(zip(names, sess.run(names, feed), strict=True))
-    return {layer: (op, values[t], step) for layer, (op, t, step) in chosen.items() if t in values}
+    return {layer: (op, values[t], step, own) for layer, (op, t, step, own) in chosen.items() if t in values}
 
 
 SENSITIVE_PRECISIONS = ("int8",)  # full-integer files; float16 and dynamic-range files keep float activations

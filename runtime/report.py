@@ -277,9 +277,12 @@ def print_partial(report: dict, as_json: bool = False) -> None:
 
 
 def write_report(run_dir: str | Path, report: dict) -> tuple[Path, Path, Path]:
-    """report.json, report.md and the self-contained report.html, each written atomically."""
+    """report.json, report.md and the self-contained report.html, each written atomically; beside them the int8
+    files' sensitivity as Model Explorer node data (report_quant.write_node_data)."""
     from edgeport.runtime.report_html import to_html
+    from edgeport.runtime.report_quant import write_node_data
 
     run = Path(run_dir)
+    write_node_data(run, report)
     return (files.write_json(run / "report.json", report), files.write_text(run / "report.md", to_markdown(report)),
             files.write_text(run / "report.html", to_html(report, run)))

@@ -1,10 +1,19 @@
 """The quantisation section of report.md / report.html: per-layer sensitivity of each int8 file (worst layers, as a
 table and a bar chart) and what the accuracy budget kept in float. Reads report.json data only (no TensorFlow).
+
+Beside the report, each int8 file's sensitivity is also written as Model Explorer node data
+(`model_explorer/<artifact>.json`), so the errors can be seen on the graph: open the .tflite/.onnx file in Model
+Explorer (`pip install ai-edge-model-explorer`; `model-explorer-onnx` for ONNX) and load that JSON as node data.
+The format is Model Explorer's `GraphNodeData` (results keyed by output tensor name, which it matches against each
+node's outputs; a colour gradient from the worst to the best value), written here as plain JSON so the report needs
+neither package.
 """
 
 from __future__ import annotations
 
 import html
+
+from edgeport.core.run import MODEL_EXPLORER as NODE_DATA_DIR  # beside report.json: <artifact>.json per int8 file
 
 WORST = 8  # layers shown per file
 RANKED = 5  # layers of the full-int8 ranking named beside a budgeted file
@@ -48,6 +57,47 @@ def budget_line(row: dict) -> str | None:
     return text
 
 
+def node_data(row: dict) -> dict | None:
+    """Model Explorer `GraphNodeData` for one artifact's sensitivity rows: each layer's tensor coloured by its
+    median-channel SQNR (dB), red at the worst value, white at the best. None when no row names its tensor."""
+    results = {s["tensor"]: {"value": s["sqnr_db"]} for s in row.get("sensitivity") or []
+               if s.get("tensor") and s.get("sqnr_db") is not None}
+    if not results:
+        return None
+    return {"results": results, "gradient": [{"stop": 0, "bgColor": "#c0504d"}, {"stop": 1, "bgColor": "#ffffff"}]}
+
+
+def write_node_data(run_dir, report: dict) -> list:
+    """`model_explorer/<artifact>.json` for each artifact with sensitivity rows (atomically); files there of
+    artifacts this report no longer has are removed, so none describes an older file. Returns the paths written."""
+    from pathlib import Path
+
+    from edgeport.core import files
+
+    folder = Path(run_dir) / NODE_DATA_DIR
+    made = {}
+    for row in _rows(report):
+        data = node_data(row)
+        if data is not None:
+            made[f"{row['name']}.json"] = data
+    if folder.is_dir():
+        for old in folder.glob("*.json"):
+            if old.name not in made:
+                old.unlink()
+    if not made:
+        if folder.is_dir() and not any(folder.iterdir()):
+            folder.rmdir()
+        return []
+    folder.mkdir(exist_ok=True)
+    return [files.write_json(folder / name, data) for name, data in made.items()]
+
+
+def _node_data_note(row: dict) -> str | None:
+    if node_data(row) is None:
+        return None
+    return f"Model Explorer node data: {NODE_DATA_DIR}/{row['name']}.json (load it as node data on {row['path']})"
+
+
 def markdown_lines(report: dict) -> list[str]:
     rows = _rows(report)
     if not rows:
@@ -57,6 +107,8 @@ def markdown_lines(report: dict) -> list[str]:
         lines += ["", f"**{row['name']}**" + (f": {budget_line(row)}" if budget_line(row) else ""), ""]
         lines += ["| " + " | ".join(HEADERS) + " |", "|" + "---|" * len(HEADERS)]
         lines += ["| " + " | ".join(cells) + " |" for cells in table_rows(row)]
+        if _node_data_note(row):
+            lines += ["", _node_data_note(row)]
     return lines
 
 
@@ -75,6 +127,8 @@ def html_section(report: dict, plt, table, data_uri, fig_png) -> str:
             parts.append(f"<div class='plots'><img alt='worst layers of {esc(row['name'])}' "
                          f"src='{data_uri(_chart(plt, row, fig_png))}'></div>")
         parts.append(table(HEADERS, table_rows(row), left=2))
+        if _node_data_note(row):
+            parts.append(f"<p class='note'>{esc(_node_data_note(row))}</p>")
     return "\n".join(parts)
 
 

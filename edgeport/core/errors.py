@@ -28,6 +28,11 @@ class ExportError(EdgeportError):
     """A conversion failed, or its output did not pass validation against the source model."""
 
 
+class BudgetError(ExportError):
+    """No set of layers kept in float brings an int8 file within its accuracy budget (`--max-drop`): the user's
+    value cannot be met. The target is recorded as failed and the others go on; the command exits 2 at the end."""
+
+
 class OutputError(EdgeportError):
     """An output folder or file cannot be written."""
 

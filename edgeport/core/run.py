@@ -7,6 +7,7 @@
       reference.npz   the reference model's test-set probabilities and the labels they were made on
       artifacts/      exported files; manifest.json lists them (written last); report.* (written last)
       calibration_curve.json   with --calibration-curve: accuracy on val vs calibration images, per target
+      model_explorer/ each int8 file's per-layer sensitivity as Model Explorer node data (written with the report)
 
 Stages pass each other this folder, never live objects; `RunFolder` is how they all open it, so the data
 settings are derived one way (from train.json) and the dataset is loaded once per process.
@@ -15,6 +16,7 @@ settings are derived one way (from train.json) and the dataset is loaded once pe
 from __future__ import annotations
 
 import os
+import shutil
 from dataclasses import replace
 from functools import cached_property
 from pathlib import Path
@@ -31,11 +33,13 @@ TRAIN_RECORD = "train.json"
 REFERENCE = "reference.npz"
 DEFAULT_MODEL = "model.keras"
 REPORTS = ("report.json", "report.md", "report.html")
+MODEL_EXPLORER = "model_explorer"  # the report's per-file sensitivity as Model Explorer node data (a folder)
 CALIBRATION_CURVE = "calibration_curve.json"  # --calibration-curve: accuracy vs calibration images (export writes)
 # What a run writes, and so what a new reference model (trained or imported) into the same folder replaces.
 OWNED_FILES = (TRAIN_RECORD, DEFAULT_MODEL, REFERENCE, "history.json", "curves.png", MANIFEST, CALIBRATION_CURVE,
                *REPORTS)
-OWNED_DIRS = ("artifacts", "source", "compressed")  # wholly edgeport's: exported, imported, fine-tuned models
+# wholly edgeport's: exported, imported, fine-tuned models; the report's Model Explorer node data
+OWNED_DIRS = ("artifacts", "source", "compressed", MODEL_EXPLORER)
 
 
 def data_record(cfg: DataConfig, data: Dataset, run_dir: str | Path) -> dict:
@@ -198,3 +202,4 @@ class RunFolder:
         """Remove what describes an older model (manifest, reports) once the reference model changes."""
         for name in (MANIFEST, CALIBRATION_CURVE, *REPORTS):
             (self.path / name).unlink(missing_ok=True)
+        shutil.rmtree(self.path / MODEL_EXPLORER, ignore_errors=True)

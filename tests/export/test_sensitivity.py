@@ -102,6 +102,9 @@ def test_per_channel_sqnr_sees_what_the_whole_tensor_hides(broken, budgeted):
 
 
 def test_report_has_the_sensitivity_section(budgeted):
+    stale = budgeted / "model_explorer" / "gone_int8.json"  # of a file this run no longer has
+    stale.parent.mkdir(exist_ok=True)
+    stale.write_text("{}")
     assert main(["eval", str(budgeted)]) == 0
     md = (budgeted / "report.md").read_text()
     assert "## Quantisation sensitivity" in md
@@ -111,6 +114,29 @@ def test_report_has_the_sensitivity_section(budgeted):
     rows = [r for r in report["artifacts"] if r.get("sensitivity")]
     assert {r["name"] for r in rows} == {"tflite_int8", "onnx_static_int8"}
     assert set(rows[0]["sensitivity"][0]) >= {"layer", "op", "sqnr_db", "rmse_over_scale"}
+    assert not stale.exists()
+    assert "model_explorer/tflite_int8.json" in md
+
+
+def test_model_explorer_node_data_names_tensors_of_the_file(budgeted):
+    """Each int8 file's sensitivity as Model Explorer node data: keyed by tensor names that the file has (so the
+    viewer finds the nodes), valued by the table's median-channel SQNR, with a gradient."""
+    import onnx
+    from ai_edge_litert.interpreter import Interpreter
+
+    if not (budgeted / "report.json").exists():
+        assert main(["eval", str(budgeted)]) == 0
+    report = {r["name"]: r for r in json.loads((budgeted / "report.json").read_text())["artifacts"]}
+    names = {"tflite_int8": {t["name"] for t in Interpreter(model_path=str(budgeted / report["tflite_int8"]["path"]))
+                             .get_tensor_details()},
+             "onnx_static_int8": {o for n in onnx.load(str(budgeted / report["onnx_static_int8"]["path"])).graph.node
+                                  for o in n.output}}
+    for name, tensors in names.items():
+        data = json.loads((budgeted / "model_explorer" / f"{name}.json").read_text())
+        rows = report[name]["sensitivity"]
+        assert data["results"] == {r["tensor"]: {"value": r["sqnr_db"]} for r in rows}
+        assert len(data["results"]) == len(rows) == 6 and set(data["results"]) <= tensors
+        assert [g["stop"] for g in data["gradient"]] == [0, 1]
 
 
 @pytest.mark.parametrize("value,words", [("-1", "must be >= 0"), ("abc", "takes a number")])
@@ -184,16 +210,19 @@ def test_max_drop_without_an_int8_target_says_it_only_sets_verify_budget(budgete
 
 def test_a_budget_no_layer_set_meets_fails_with_the_best_drop(budgeted, tmp_path, capsys, monkeypatch):
     """With no layer to keep in float (ranking emptied), the budget cannot be met: the target is recorded as failed
-    with the best drop found, its file is not written, the other targets go on, and export exits 1."""
+    with the best drop found, its file is not written, the other targets go on, and export exits 2 (the value the
+    user gave cannot be met: bad input, named in one line)."""
     import json
 
     import edgeport.export.budget as budget
 
     monkeypatch.setattr(budget, "_ranking", lambda *a: [])
-    assert main(["export", str(budgeted), "--targets", "tflite_int8,tflite_fp32", "--max-drop", "1"]) == 1
+    assert main(["export", str(budgeted), "--targets", "tflite_int8,tflite_fp32", "--max-drop", "1"]) == 2
+    err = capsys.readouterr().err
+    assert "--max-drop 1 points; best" in err and "tflite_int8" in err
     manifest = json.loads((budgeted / "manifest.json").read_text())
     (failure,) = manifest["failed"]
-    assert failure["target"] == "tflite_int8"
+    assert failure["target"] == "tflite_int8" and failure["kind"] == "budget"
     assert "no set of layers kept in float" in failure["error"] and "best" in failure["error"]
     assert not (budgeted / "artifacts" / "tflite_int8.tflite").exists()
     assert [a["name"] for a in manifest["artifacts"]] == ["tflite_fp32"]
