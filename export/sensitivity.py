@@ -193,6 +193,9 @@ def _onnx_outputs(path: Path, images: np.ndarray, layers: list[str]) -> dict:
         if layer is None or (after and all(layer in layers_in(n.name, layers) for n in after)):
             continue  # a step inside the layer (batch norm as Mul then Add): not the layer's output
         twin, step = quantised.get(tensor, (tensor, None))
+        deq = [n for n in readers.get(tensor, []) if n.op_type == "DequantizeLinear" and n.input[1] in inits]
+        if twin == tensor and deq:  # an op on int8 values (a ReLU moved after QuantizeLinear as Clip): dequantised
+            twin, step = deq[0].output[0], float(onnx.numpy_helper.to_array(inits[deq[0].input[1]]).ravel()[0])
         chosen[layer] = (_onnx_op(proto, layer, layers), twin, step, tensor)
     existing = {o.name for o in proto.graph.output}
     for _, tensor, _, _ in chosen.values():

@@ -264,9 +264,13 @@ def test_a_failing_variant_is_reported_and_the_others_are_kept(tiny_run, tmp_pat
 
 
 def test_qat_files_sensitivity_names_the_users_layers(recipe_run):
-    """tfmot wraps each layer as quant_<name>; the table names the layers as the model does, as for other files."""
+    """tfmot wraps each layer as quant_<name>; the table names the layers as the model does, as for other files.
+    The QAT ONNX file too, whose ReLUs run on int8 values (Clip after QuantizeLinear): compared dequantised."""
     plain = {r["layer"] for r in _artifacts(recipe_run)["onnx_static_int8"]["sensitivity"]}
-    for name in ("qat_tflite_int8", "pqat_tflite_int8"):
+    for name in ("qat_tflite_int8", "pqat_tflite_int8", "qat_onnx_qdq"):
         rows = _artifacts(recipe_run)[name]["sensitivity"]
-        assert rows and not any(r["layer"].startswith("quant_") for r in rows)
-        assert {r["layer"] for r in rows} & plain
+        assert rows and not any(r["layer"].startswith("quant_") for r in rows), name
+        assert {r["layer"] for r in rows} & plain, name
+    convs = {r["layer"]: r for r in _artifacts(recipe_run)["qat_onnx_qdq"]["sensitivity"] if r["op"] == "Conv"}
+    assert len(convs) == 2  # the tiny model's two convs, each an int8 tensor after its ReLU: compared with its step
+    assert all(r["rmse_over_scale"] is not None and r["sqnr_db"] > 10 for r in convs.values())
