@@ -210,11 +210,13 @@ def _onnx_outputs(path: Path, images: np.ndarray, layers: list[str]) -> dict:
     return {layer: (op, values[t], step, own) for layer, (op, t, step, own) in chosen.items() if t in values}
 
 
-SENSITIVE_PRECISIONS = ("int8",)  # full-integer files; float16 and dynamic-range files keep float activations
+# every quantised file: full-integer int8, int16 activations, and the float-activation ones (float16 or int8
+# weights), whose layer outputs are float but carry the weights' rounding
+SENSITIVE_PRECISIONS = ("int8", "int16x8", "int8-weights", "float16")
 
 
 def file_sensitivity(path: Path, target, model, ctx) -> list[dict] | None:
-    """The sensitivity rows of one exported int8 file on the run's validation images (else None: not int8,
+    """The sensitivity rows of one exported quantised file on the run's validation images (else None: float32,
     a QAT-free format without layer outputs, a model without Keras layers)."""
     if target.precision not in SENSITIVE_PRECISIONS or target.format not in ("tflite", "onnx"):
         return None

@@ -1,7 +1,7 @@
-"""The quantisation section of report.md / report.html: per-layer sensitivity of each int8 file (worst layers, as a
+"""The quantisation section of report.md / report.html: per-layer sensitivity of each quantised file (worst layers, as a
 table and a bar chart) and what the accuracy budget kept in float. Reads report.json data only (no TensorFlow).
 
-Beside the report, each int8 file's sensitivity is also written as Model Explorer node data
+Beside the report, each quantised file's sensitivity is also written as Model Explorer node data
 (`model_explorer/<artifact>.json`), so the errors can be seen on the graph: open the .tflite/.onnx file in Model
 Explorer (`pip install ai-edge-model-explorer`; `model-explorer-onnx` for ONNX) and load that JSON as node data.
 The format is Model Explorer's `GraphNodeData` (results keyed by output tensor name, which it matches against each
@@ -13,12 +13,12 @@ from __future__ import annotations
 
 import html
 
-from edgeport.core.run import MODEL_EXPLORER as NODE_DATA_DIR  # beside report.json: <artifact>.json per int8 file
+from edgeport.core.run import MODEL_EXPLORER as NODE_DATA_DIR  # beside report.json: <artifact>.json per quantised file
 
 WORST = 8  # layers shown per file
 RANKED = 5  # layers of the full-int8 ranking named beside a budgeted file
 HEADERS = ["layer", "op", "SQNR dB (median channel)", "worst channel dB", "whole tensor dB", "RMSE / step"]
-NOTE = ("Each layer's output in the int8 file against the float model's, on validation images, worst first. SQNR "
+NOTE = ("Each layer's output in the quantised file against the float model's, on validation images, worst first. SQNR "
         "per output channel (median and worst); the whole-tensor SQNR and the RMSE in quantisation steps are shown "
         "too, but a channel with a huge range can make them look fine while the other channels are crushed, so the "
         "ranking uses the median channel. An error spreads downstream: the first bad layer is the likely cause.")

@@ -7,7 +7,7 @@
       reference.npz   the reference model's test-set probabilities and the labels they were made on
       artifacts/      exported files; manifest.json lists them (written last); report.* (written last)
       calibration_curve.json   with --calibration-curve: accuracy on val vs calibration images, per target
-      model_explorer/ each int8 file's per-layer sensitivity as Model Explorer node data (written with the report)
+      model_explorer/ each quantised file's per-layer sensitivity as Model Explorer node data (written with the report)
 
 Stages pass each other this folder, never live objects; `RunFolder` is how they all open it, so the data
 settings are derived one way (from train.json) and the dataset is loaded once per process.

@@ -290,3 +290,26 @@ def test_keeping_an_activation_in_float_in_onnx_keeps_the_op_tflite_fuses_it_int
     assert _with_fused_producers(proto, ["m/stem_relu6/Relu6"]) == ["m/stem_relu6/Relu6", "m/stem_conv/Conv2D"]
     assert _with_fused_producers(proto, ["m/re_lu/Relu"]) == ["m/re_lu/Relu"]
     assert _with_fused_producers(proto, ["m/conv2/Conv2D"]) == ["m/conv2/Conv2D"]
+
+
+def test_every_quantised_tflite_file_gets_a_sensitivity_table(tiny_run, tmp_path):
+    """float16, dynamic-range and int16x8 files are quantised too: each gets the table, in the same layer names as
+    the int8 file; the float16 file, whose only rounding is its weights', is the closest to the float model."""
+    import shutil
+
+    from edgeport.export.export import ExportConfig, export_run
+
+    for name in ("model.keras", "train.json", "reference.npz"):
+        shutil.copy(tiny_run / name, tmp_path / name)
+    export_run(tmp_path, ExportConfig(targets=("tflite_fp16", "tflite_dynamic_int8", "tflite_int16x8"),
+                                      calibration_size=32, validation_size=32))
+    arts = {a["name"]: a for a in json.loads((tmp_path / "manifest.json").read_text())["artifacts"]}
+    int8 = {a["name"]: a for a in json.loads((tiny_run / "manifest.json").read_text())["artifacts"]}["tflite_int8"]
+    layers = {r["layer"] for r in int8["sensitivity"]}
+    for name in ("tflite_fp16", "tflite_dynamic_int8", "tflite_int16x8"):
+        rows = arts[name]["sensitivity"]
+        assert rows and {r["layer"] for r in rows} == layers, name
+    median = {n: float(np.median([r["sqnr_db"] for r in arts[n]["sensitivity"]])) for n in arts}
+    assert median["tflite_fp16"] > median["tflite_int16x8"] and median["tflite_fp16"] > 50
+    assert all(r["rmse_over_scale"] is None for r in arts["tflite_fp16"]["sensitivity"])  # float activations
+    assert any(r["rmse_over_scale"] is not None for r in arts["tflite_int16x8"]["sensitivity"])
