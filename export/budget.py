@@ -135,7 +135,7 @@ def _search(target, model, path: Path, ctx, conversion: dict, forced: tuple[str,
     limit = ctx.cfg.max_drop
 
     def measure(kept: list[str]) -> float:
-        drop = (float_acc - _file_accuracy(path, images, labels)) * 100
+        drop = (float_acc - _file_accuracy(path, images, labels, target.format, ctx.metadata)) * 100
         tries.append({"kept_float": list(kept), "drop": round(drop, 3)})
         print(f"  {target.name}: {len(kept)} layer(s) in float {kept}: validation drop {drop:.2f} points",
               file=sys.stderr)
@@ -194,9 +194,13 @@ def _float_accuracy(model, ctx, images: np.ndarray, labels: np.ndarray) -> float
     return ctx.cache[key]
 
 
-def _file_accuracy(path: Path, images: np.ndarray, labels: np.ndarray) -> float:
+def _file_accuracy(path: Path, images: np.ndarray, labels: np.ndarray, fmt: str, metadata: dict) -> float:
+    """The file's accuracy on uint8 `images`, read with the run's input spec: embedded first, as the export will
+    (without it the runtime assumes 1/255 scaling, wrong for a model taking raw pixels or mean/std)."""
+    from edgeport.export.metadata import embed_metadata
     from edgeport.runtime import load
 
+    embed_metadata(path, fmt, metadata)
     return float((load(path).predict(images).argmax(1) == labels).mean())
 
 
