@@ -72,3 +72,13 @@ def test_budget_measures_files_with_the_models_own_input_scaling(raw_pixels, tmp
         budget = art["lineage"]["conversion"]["budget"]
         assert budget["validation_drop"] <= 5 and budget["float_accuracy"] == 1.0
 
+
+def test_a_separable_conv_is_compared_at_its_output_not_its_depthwise_step(raw_pixels, tmp_path):
+    """TFLite writes a separable conv as a depthwise op (named by the layer) and a pointwise conv fused with batch
+    norm and ReLU: the depthwise output is a step inside the layer, not the layer's output (about 0 dB against it)."""
+    assert _export(*raw_pixels, tmp_path / "run") == 0
+    arts = json.loads((tmp_path / "run" / "manifest.json").read_text())["artifacts"]
+    for art in arts:
+        rows = art["sensitivity"]
+        assert rows and all(r["sqnr_db"] > 20 for r in rows), (art["name"], rows)
+        assert not any(r["tensor"].endswith(("depthwise", "depthwise1", "depthwise:0")) for r in rows)
