@@ -247,8 +247,8 @@ def _max_drop(value: str) -> float:
         points = float(value)
     except ValueError:
         raise ConfigError(f"--max-drop takes a number of percentage points, got {value!r}") from None
-    if not points >= 0:
-        raise ConfigError(f"--max-drop is in percentage points and must be >= 0, got {value!r}")
+    if not 0 <= points < float("inf"):
+        raise ConfigError(f"--max-drop is in percentage points and must be a finite number >= 0, got {value!r}")
     return points
 
 

@@ -58,8 +58,9 @@ class ExportConfig:
             raise ConfigError(f"calibration_source must be 'train' or 'val', got {self.calibration_source!r}")
         if not self.targets:
             raise ConfigError("no export targets given")
-        if self.max_drop is not None and not self.max_drop >= 0:
-            raise ConfigError(f"--max-drop is in percentage points and must be >= 0, got {self.max_drop}")
+        if self.max_drop is not None and not 0 <= self.max_drop < float("inf"):
+            raise ConfigError(f"--max-drop is in percentage points and must be a finite number >= 0, got "
+                              f"{self.max_drop}")
 
 
 @dataclass

@@ -148,8 +148,9 @@ def parse_recipe(raw: dict, source: str = "recipe") -> Recipe:
             resources = {k: _resource(values[k], k) for k in RESOURCE_SETTINGS if k in values}
             if "max_drop" in values:
                 max_drop = _number(values["max_drop"], "max_drop")
-                if not max_drop >= 0:
-                    raise ConfigError(f"max_drop is in percentage points and must be >= 0, got {max_drop!r}")
+                if not 0 <= max_drop < float("inf"):
+                    raise ConfigError(f"max_drop is in percentage points and must be a finite number >= 0, got "
+                                      f"{max_drop!r}")
                 resources["max_drop"] = float(max_drop)
         except ConfigError as exc:
             raise ConfigError(f"{where}: {exc}") from None
