@@ -82,3 +82,25 @@ def test_a_separable_conv_is_compared_at_its_output_not_its_depthwise_step(raw_p
         rows = art["sensitivity"]
         assert rows and all(r["sqnr_db"] > 20 for r in rows), (art["name"], rows)
         assert not any(r["tensor"].endswith(("depthwise", "depthwise1", "depthwise:0")) for r in rows)
+
+
+def test_a_budget_too_fine_for_a_folders_own_val_split_says_to_add_images_there(tmp_path, capsys):
+    """--val-size does not change an image folder's own val/: the error says where more images would go."""
+    from PIL import Image
+
+    rng = np.random.default_rng(0)
+    for split, n in (("train", 20), ("val", 10), ("test", 10)):
+        x, y = _images(n, rng)
+        for i, (image, label) in enumerate(zip(x, y, strict=True)):
+            folder = tmp_path / "data" / split / ("bright", "dark")[label]
+            folder.mkdir(parents=True, exist_ok=True)
+            Image.fromarray(image).save(folder / f"{i}.png")
+    model = tmp_path / "model.keras"
+    _brightness_model().save(model)
+    out = tmp_path / "run"
+    assert main(["export", "--model", str(model), "--data", str(tmp_path / "data"), "--out", str(out), "--targets",
+                 "tflite_int8", "--max-drop", "5"]) == 2
+    (line,) = [x for x in capsys.readouterr().err.splitlines() if x.startswith("edgeport: error:")]
+    assert "the 10 images it is measured on (validation split)" in line
+    assert f"about 120 images in {(tmp_path / 'data' / 'val').resolve()}/" in line and "--val-size" not in line
+    assert not out.exists()
