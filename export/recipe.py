@@ -285,7 +285,6 @@ def export_recipe(run_dir: str | Path, recipe: Recipe, cfg: ExportConfig = Expor
 
     run = RunFolder(run_dir)
     check_keep_float_layers(run, recipe)
-    (run.path / MANIFEST).unlink(missing_ok=True)  # an export in progress must not look complete
     renamed = (run.record.get("bridge") or {}).get("renamed") or {}
     compressor = None
     if any(v.compress.method is not Method.FLOAT for v in recipe.variants):
@@ -296,6 +295,7 @@ def export_recipe(run_dir: str | Path, recipe: Recipe, cfg: ExportConfig = Expor
                 check_applicable(compressor.base, v.compress)
             except ConfigError as exc:  # in the user's layer names where the bridge renamed any
                 raise ConfigError(f"{v.label}: {user_names(str(exc), renamed)}") from None
+    (run.path / MANIFEST).unlink(missing_ok=True)  # an export in progress must not look complete
     if executor is None:
         if any(v.num_cpus is not None or v.num_gpus is not None for v in recipe.variants):
             print(f"edgeport: note: num_cpus/num_gpus in {recipe.source} are Ray resource requests; "
