@@ -26,7 +26,7 @@ import numpy as np
 from edgeport.core import files
 from edgeport.core.environment import package_versions
 from edgeport.core.errors import BudgetError, ConfigError, EdgeportError, ExportError
-from edgeport.core.manifest import MANIFEST, Artifact, write_manifest
+from edgeport.core.manifest import Artifact, write_manifest
 from edgeport.core.metadata import file_metadata
 from edgeport.core.run import RunFolder
 
@@ -241,7 +241,7 @@ def export_run(run_dir: str | Path, cfg: ExportConfig = ExportConfig(), recipe=N
     before_export(run_dir, cfg, recipe)  # --calibration-curve's conversions, first: the manifest is written last
     if recipe is not None:
         return export_recipe(run_dir, recipe, cfg, executor=executor, strategy=strategy)
-    (run.path / MANIFEST).unlink(missing_ok=True)  # an export in progress must not look complete
+    run.start_export()
     t0 = time.perf_counter()
     if executor is None:
         failures: list[TargetFailure] = []

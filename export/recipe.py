@@ -33,7 +33,7 @@ from pathlib import Path
 
 from edgeport.core import files
 from edgeport.core.errors import ConfigError, EdgeportError
-from edgeport.core.manifest import MANIFEST, Artifact, write_manifest
+from edgeport.core.manifest import Artifact, write_manifest
 from edgeport.core.run import RunFolder
 from edgeport.export.export import ExportConfig, TargetFailure, export_model, failure_entry, manifest_header
 from edgeport.train.compress import FINE_TUNE_SETTINGS, QUANTISED, SETTINGS, CompressConfig, Method
@@ -295,7 +295,7 @@ def export_recipe(run_dir: str | Path, recipe: Recipe, cfg: ExportConfig = Expor
                 check_applicable(compressor.base, v.compress)
             except ConfigError as exc:  # in the user's layer names where the bridge renamed any
                 raise ConfigError(f"{v.label}: {user_names(str(exc), renamed)}") from None
-    (run.path / MANIFEST).unlink(missing_ok=True)  # an export in progress must not look complete
+    run.start_export()
     if executor is None:
         if any(v.num_cpus is not None or v.num_gpus is not None for v in recipe.variants):
             print(f"edgeport: note: num_cpus/num_gpus in {recipe.source} are Ray resource requests; "

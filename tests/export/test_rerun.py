@@ -1,4 +1,7 @@
-"""Exporting again into a run folder: a refused recipe leaves the earlier export as it was."""
+"""Exporting again into a run folder: a refused recipe leaves the earlier export as it was; a new export removes
+the report that described the files it replaces."""
+
+import shutil
 
 import pytest
 
@@ -29,3 +32,15 @@ def test_a_refused_recipe_leaves_the_earlier_manifest(exported, tmp_path, capsys
     (line,) = [x for x in capsys.readouterr().err.splitlines() if x.startswith("edgeport: error:")]
     assert "QAT cannot quantise layer(s) scale (Rescaling)" in line
     assert (exported / "manifest.json").read_bytes() == before
+
+
+def test_a_new_export_removes_the_report_of_the_files_it_replaces(exported, tmp_path, capsys):
+    run = tmp_path / "run"
+    shutil.copytree(exported, run)
+    assert (run / "report.md").is_file() and (run / "model_explorer" / "tflite_int8.json").is_file()
+    capsys.readouterr()
+    assert main(["export", str(run), "--targets", "tflite_fp32"]) == 0
+    assert "removed the earlier report.json, report.md, report.html, model_explorer/" in capsys.readouterr().err
+    assert not any((run / n).exists() for n in ("report.json", "report.md", "report.html", "model_explorer"))
+    assert main(["eval", str(run)]) == 0
+    assert "tflite_fp32" in (run / "report.md").read_text() and not (run / "model_explorer").exists()
