@@ -88,6 +88,10 @@ class ExportContext:
                 raise ExportError(f"int8 calibration needs {self.cfg.calibration_source} images, and "
                                   f"{data.source} has none; give a dataset with a train split")
             self._calib = self.spec.normalise(src[: self.cfg.calibration_size])
+            if len(src) < self.cfg.calibration_size:
+                print(f"edgeport: note: --calibration-size {self.cfg.calibration_size}: the "
+                      f"{self.cfg.calibration_source} split has {len(src)} images; calibrating on all of them",
+                      file=sys.stderr)
         return self._calib
 
     def calibration_info(self, method: str) -> dict:
