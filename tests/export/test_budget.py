@@ -63,3 +63,18 @@ def test_a_budget_too_fine_for_a_folders_own_val_split_says_to_add_images_there(
     assert "the 10 images it is measured on (validation split)" in line
     assert f"about 120 images in {(tmp_path / 'data' / 'val').resolve()}/" in line and "--val-size" not in line
     assert not out.exists()
+
+
+def test_a_file_with_layers_kept_in_float_is_mixed_in_the_report_as_on_its_own(raw_pixels, tmp_path):
+    from edgeport.pipeline import file_precision
+
+    recipe = tmp_path / "keep.toml"
+    recipe.write_text('[[variant]]\nmethod = "float"\ntargets = ["tflite_int8", "onnx_static_int8"]\n'
+                      'keep_float = ["sep_relu"]\n')
+    run = tmp_path / "run"
+    model, data = raw_pixels
+    assert main(["export", "--model", str(model), "--data", str(data), "--out", str(run), "--recipe", str(recipe),
+                 "--val-size", "200", "--calibration-size", "100", "--no-sensitivity"]) == 0
+    assert main(["eval", str(run)]) == 0
+    for row in json.loads((run / "report.json").read_text())["artifacts"]:
+        assert row["precision"] == "mixed" == file_precision(run / row["path"], "int8"), row["name"]
