@@ -157,7 +157,8 @@ def _data_config(args, base=None):
     from edgeport.core.data import DataConfig
     from edgeport.core.spec import parse_image_size
 
-    changes = {f: getattr(args, a) for a, f in DATA_FLAGS.items() if getattr(args, a, None) not in (None, False)}
+    given = {a: getattr(args, a, None) for a in DATA_FLAGS}  # 0 is a value (--val-size 0: no validation split)
+    changes = {f: given[a] for a, f in DATA_FLAGS.items() if given[a] is not None and given[a] is not False}
     if "image_size" in changes:
         changes["image_size"] = parse_image_size(changes["image_size"])
     return replace(base or DataConfig(), **changes)
