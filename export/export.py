@@ -158,7 +158,9 @@ def export_model(model_path: str | Path, run: RunFolder | str | Path, cfg: Expor
             with files.atomic_path(final) as tmp:
                 try:
                     conversion = convert_within_budget(target, model, tmp, ctx)
-                except EdgeportError:  # already one line naming the value (a budget, a layer, a split)
+                except EdgeportError as exc:  # already one line naming the value (a budget, a layer, a split)
+                    if type(exc) is ExportError and not str(exc).startswith((f"{name}:", f"{target.name}:")):
+                        raise ExportError(f"{name}: {exc}") from None  # and the file it stopped
                     raise
                 except Exception as exc:  # converters raise anything; the user needs the target and one line
                     raise ExportError(f"{name}: conversion failed ({_first_line(exc)})") from None

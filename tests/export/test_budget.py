@@ -78,3 +78,18 @@ def test_a_file_with_layers_kept_in_float_is_mixed_in_the_report_as_on_its_own(r
     assert main(["eval", str(run)]) == 0
     for row in json.loads((run / "report.json").read_text())["artifacts"]:
         assert row["precision"] == "mixed" == file_precision(run / row["path"], "int8"), row["name"]
+
+
+def test_a_keep_float_layer_the_converter_folded_away_names_the_file_it_stopped(raw_pixels, tmp_path, capsys):
+    """TFLite folds the Rescaling layer into the first conv, so it has no op to keep in float; ONNX keeps it."""
+    recipe = tmp_path / "keep.toml"
+    recipe.write_text('[[variant]]\nmethod = "float"\ntargets = ["tflite_int8", "onnx_static_int8"]\n'
+                      'keep_float = ["scale"]\n')
+    model, data = raw_pixels
+    run = tmp_path / "run"
+    assert main(["export", "--model", str(model), "--data", str(data), "--out", str(run), "--recipe", str(recipe),
+                 "--val-size", "200", "--calibration-size", "100", "--no-sensitivity"]) == 1
+    assert "edgeport: not exported: tflite_int8: keep_float: the TFLite graph has no op for layer(s) scale" in (
+        capsys.readouterr().err)
+    (failed,) = json.loads((run / "manifest.json").read_text())["failed"]
+    assert failed["target"] == "tflite_int8" and failed["error"].startswith("tflite_int8: keep_float:")
