@@ -157,7 +157,8 @@ def _data_config(args, base=None):
     from edgeport.core.data import DataConfig
     from edgeport.core.spec import parse_image_size
 
-    changes = {f: getattr(args, a) for a, f in DATA_FLAGS.items() if getattr(args, a, None) not in (None, False)}
+    given = {a: getattr(args, a, None) for a in DATA_FLAGS}  # 0 is a value (--val-size 0: no validation split)
+    changes = {f: given[a] for a, f in DATA_FLAGS.items() if given[a] is not None and given[a] is not False}
     if "image_size" in changes:
         changes["image_size"] = parse_image_size(changes["image_size"])
     return replace(base or DataConfig(), **changes)
@@ -247,8 +248,8 @@ def _max_drop(value: str) -> float:
         points = float(value)
     except ValueError:
         raise ConfigError(f"--max-drop takes a number of percentage points, got {value!r}") from None
-    if not points >= 0:
-        raise ConfigError(f"--max-drop is in percentage points and must be >= 0, got {value!r}")
+    if not 0 <= points < float("inf"):
+        raise ConfigError(f"--max-drop is in percentage points and must be a finite number >= 0, got {value!r}")
     return points
 
 

@@ -260,6 +260,8 @@ def artifact_row(entry: dict) -> dict:
     """A report row's manifest part: name, format, precision, path, sizes and lineage."""
     row = {k: entry.get(k) for k in ("name", "format", "precision", "path", "bytes", "gzip_bytes")}
     row["lineage"] = entry.get("lineage", {})
+    if (row["lineage"].get("conversion") or {}).get("kept_float"):
+        row["precision"] = "mixed"  # int8 with layers kept in float: what file_precision calls the file itself
     if entry.get("sensitivity") is not None:
         row["sensitivity"] = entry["sensitivity"]
     return row

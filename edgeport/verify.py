@@ -26,8 +26,9 @@ class VerifyConfig:
     significant: bool = False  # fail an accuracy drop over budget only when McNemar's exact test says p < 0.05
 
     def __post_init__(self):
-        if not self.max_drop >= 0:
-            raise ConfigError(f"--max-drop is in percentage points and must be >= 0, got {self.max_drop}")
+        if not 0 <= self.max_drop < float("inf"):
+            raise ConfigError(f"--max-drop is in percentage points and must be a finite number >= 0, got "
+                              f"{self.max_drop}")
         if not 0 <= self.min_agreement <= 1:
             raise ConfigError(f"--min-agreement is a fraction in [0, 1], got {self.min_agreement}")
 

@@ -57,18 +57,23 @@ def check_budget(cfg, targets: list[str], dataset) -> None:
     if cfg.max_drop is None or not targets:
         return
     data = dataset()
+    more = None
     if len(data.val_images):
         available, where = len(data.val_images), "validation split"
+        own = next((f for f in data.files if data.kind == "folder" and f.rstrip("/") in ("val", "validation")), None)
+        if own is not None:  # the folder's own split: --val-size does not change it
+            more = f"about {{n}} images in {Path(data.source) / own.rstrip('/')}/"
     else:  # budget_split's seeded carve from train, past the calibration images
         available, where = max(0, len(data.train_images) - cfg.calibration_size), "seeded part of train"
     check_resolvable(cfg.max_drop, min(cfg.budget_size, available), where=where, available=available,
-                     cap=cfg.budget_size)
+                     cap=cfg.budget_size, more=more)
 
 
 def check_resolvable(max_drop: float, n: int, flag: str = "--max-drop", where: str = "validation split",
-                     available: int | None = None, cap: int | None = None) -> None:
+                     available: int | None = None, cap: int | None = None, more: str | None = None) -> None:
     """A ConfigError when `n` images cannot resolve a drop of `max_drop` points, saying what would: a larger budget,
-    or how many validation images (at most `cap` of the `available` ones are used)."""
+    or how many validation images (at most `cap` of the `available` ones are used; `more`: where they would go,
+    with {n} for the number, when not --val-size)."""
     from edgeport.runtime.stats import resolvable_points
 
     smallest = resolvable_points(n) if n else float("inf")
@@ -83,7 +88,8 @@ def check_resolvable(max_drop: float, n: int, flag: str = "--max-drop", where: s
         fix = "a drop of exactly 0 cannot be shown on any number of images; give a budget in points"
     else:
         needed = int(np.ceil(k * 100 / max_drop))
-        fix = (f"give {flag} {smallest:.2f} or more, or about {needed} validation images (--val-size {needed})"
+        where_more = (more or "about {n} validation images (--val-size {n})").format(n=needed)
+        fix = (f"give {flag} {smallest:.2f} or more, or {where_more}"
                if cap is None or needed <= cap else
                f"a budget is measured on at most {cap} images (ExportConfig.budget_size): give {flag} "
                f"{smallest:.2f} or more" + (f" ({resolvable_points(cap):.2f} with {cap} validation images)"
@@ -135,7 +141,7 @@ def _search(target, model, path: Path, ctx, conversion: dict, forced: tuple[str,
     limit = ctx.cfg.max_drop
 
     def measure(kept: list[str]) -> float:
-        drop = (float_acc - _file_accuracy(path, images, labels)) * 100
+        drop = (float_acc - _file_accuracy(path, images, labels, target.format, ctx.metadata)) * 100
         tries.append({"kept_float": list(kept), "drop": round(drop, 3)})
         print(f"  {target.name}: {len(kept)} layer(s) in float {kept}: validation drop {drop:.2f} points",
               file=sys.stderr)
@@ -194,9 +200,13 @@ def _float_accuracy(model, ctx, images: np.ndarray, labels: np.ndarray) -> float
     return ctx.cache[key]
 
 
-def _file_accuracy(path: Path, images: np.ndarray, labels: np.ndarray) -> float:
+def _file_accuracy(path: Path, images: np.ndarray, labels: np.ndarray, fmt: str, metadata: dict) -> float:
+    """The file's accuracy on uint8 `images`, read with the run's input spec: embedded first, as the export will
+    (without it the runtime assumes 1/255 scaling, wrong for a model taking raw pixels or mean/std)."""
+    from edgeport.export.metadata import embed_metadata
     from edgeport.runtime import load
 
+    embed_metadata(path, fmt, metadata)
     return float((load(path).predict(images).argmax(1) == labels).mean())
 
 

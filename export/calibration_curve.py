@@ -144,4 +144,7 @@ def _notes(cfg, names) -> list[str]:
     if any(n.startswith("tflite") for n in names) and cfg.calibration_method != "minmax":
         notes.append(f"calibration method {cfg.calibration_method} applies to onnx_static_int8 only; TFLite's "
                      "converter always takes the absolute min/max")
+    if cfg.max_drop is not None or cfg.keep_float:
+        notes.append("every point is a full-int8 file: the layers --max-drop or keep_float keep in float in the "
+                     "exported files are not kept here")
     return notes

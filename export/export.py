@@ -26,7 +26,7 @@ import numpy as np
 from edgeport.core import files
 from edgeport.core.environment import package_versions
 from edgeport.core.errors import BudgetError, ConfigError, EdgeportError, ExportError
-from edgeport.core.manifest import MANIFEST, Artifact, write_manifest
+from edgeport.core.manifest import Artifact, write_manifest
 from edgeport.core.metadata import file_metadata
 from edgeport.core.run import RunFolder
 
@@ -58,8 +58,9 @@ class ExportConfig:
             raise ConfigError(f"calibration_source must be 'train' or 'val', got {self.calibration_source!r}")
         if not self.targets:
             raise ConfigError("no export targets given")
-        if self.max_drop is not None and not self.max_drop >= 0:
-            raise ConfigError(f"--max-drop is in percentage points and must be >= 0, got {self.max_drop}")
+        if self.max_drop is not None and not 0 <= self.max_drop < float("inf"):
+            raise ConfigError(f"--max-drop is in percentage points and must be a finite number >= 0, got "
+                              f"{self.max_drop}")
 
 
 @dataclass
@@ -87,6 +88,10 @@ class ExportContext:
                 raise ExportError(f"int8 calibration needs {self.cfg.calibration_source} images, and "
                                   f"{data.source} has none; give a dataset with a train split")
             self._calib = self.spec.normalise(src[: self.cfg.calibration_size])
+            if len(src) < self.cfg.calibration_size:
+                print(f"edgeport: note: --calibration-size {self.cfg.calibration_size}: the "
+                      f"{self.cfg.calibration_source} split has {len(src)} images; calibrating on all of them",
+                      file=sys.stderr)
         return self._calib
 
     def calibration_info(self, method: str) -> dict:
@@ -153,7 +158,9 @@ def export_model(model_path: str | Path, run: RunFolder | str | Path, cfg: Expor
             with files.atomic_path(final) as tmp:
                 try:
                     conversion = convert_within_budget(target, model, tmp, ctx)
-                except EdgeportError:  # already one line naming the value (a budget, a layer, a split)
+                except EdgeportError as exc:  # already one line naming the value (a budget, a layer, a split)
+                    if type(exc) is ExportError and not str(exc).startswith((f"{name}:", f"{target.name}:")):
+                        raise ExportError(f"{name}: {exc}") from None  # and the file it stopped
                     raise
                 except Exception as exc:  # converters raise anything; the user needs the target and one line
                     raise ExportError(f"{name}: conversion failed ({_first_line(exc)})") from None
@@ -240,7 +247,7 @@ def export_run(run_dir: str | Path, cfg: ExportConfig = ExportConfig(), recipe=N
     before_export(run_dir, cfg, recipe)  # --calibration-curve's conversions, first: the manifest is written last
     if recipe is not None:
         return export_recipe(run_dir, recipe, cfg, executor=executor, strategy=strategy)
-    (run.path / MANIFEST).unlink(missing_ok=True)  # an export in progress must not look complete
+    run.start_export()
     t0 = time.perf_counter()
     if executor is None:
         failures: list[TargetFailure] = []

@@ -33,7 +33,7 @@ from pathlib import Path
 
 from edgeport.core import files
 from edgeport.core.errors import ConfigError, EdgeportError
-from edgeport.core.manifest import MANIFEST, Artifact, write_manifest
+from edgeport.core.manifest import Artifact, write_manifest
 from edgeport.core.run import RunFolder
 from edgeport.export.export import ExportConfig, TargetFailure, export_model, failure_entry, manifest_header
 from edgeport.train.compress import FINE_TUNE_SETTINGS, QUANTISED, SETTINGS, CompressConfig, Method
@@ -148,8 +148,9 @@ def parse_recipe(raw: dict, source: str = "recipe") -> Recipe:
             resources = {k: _resource(values[k], k) for k in RESOURCE_SETTINGS if k in values}
             if "max_drop" in values:
                 max_drop = _number(values["max_drop"], "max_drop")
-                if not max_drop >= 0:
-                    raise ConfigError(f"max_drop is in percentage points and must be >= 0, got {max_drop!r}")
+                if not 0 <= max_drop < float("inf"):
+                    raise ConfigError(f"max_drop is in percentage points and must be a finite number >= 0, got "
+                                      f"{max_drop!r}")
                 resources["max_drop"] = float(max_drop)
         except ConfigError as exc:
             raise ConfigError(f"{where}: {exc}") from None
@@ -284,7 +285,6 @@ def export_recipe(run_dir: str | Path, recipe: Recipe, cfg: ExportConfig = Expor
 
     run = RunFolder(run_dir)
     check_keep_float_layers(run, recipe)
-    (run.path / MANIFEST).unlink(missing_ok=True)  # an export in progress must not look complete
     renamed = (run.record.get("bridge") or {}).get("renamed") or {}
     compressor = None
     if any(v.compress.method is not Method.FLOAT for v in recipe.variants):
@@ -295,6 +295,7 @@ def export_recipe(run_dir: str | Path, recipe: Recipe, cfg: ExportConfig = Expor
                 check_applicable(compressor.base, v.compress)
             except ConfigError as exc:  # in the user's layer names where the bridge renamed any
                 raise ConfigError(f"{v.label}: {user_names(str(exc), renamed)}") from None
+    run.start_export()
     if executor is None:
         if any(v.num_cpus is not None or v.num_gpus is not None for v in recipe.variants):
             print(f"edgeport: note: num_cpus/num_gpus in {recipe.source} are Ray resource requests; "

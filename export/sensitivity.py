@@ -121,15 +121,26 @@ def _tflite_outputs(path: Path, images: np.ndarray, layers: list[str]) -> dict:
                          experimental_op_resolver_type=OpResolverType.BUILTIN_WITHOUT_DEFAULT_DELEGATES)
     details = {t["index"]: t for t in interp.get_tensor_details()}
     outputs = {int(o["index"]) for o in interp.get_output_details()}
-    chosen: dict[str, tuple[str, int]] = {}  # layer -> (op, tensor index of its last op)
-    for op in interp._get_ops_details():  # no public API lists ops with their tensors
+    ops = interp._get_ops_details()  # no public API lists ops with their tensors
+    readers: dict[int, list[dict]] = {}
+    for op in ops:
+        for i in map(int, op["inputs"]):
+            readers.setdefault(i, []).append(op)
+    label: dict[str, str] = {}  # layer -> the op it is named by: its MAC op, else its first
+    tensor: dict[str, int] = {}  # layer -> index of its last op's output
+    for op in ops:
         for i in map(int, op["outputs"]):
             layer = layer_of(details[i]["name"], layers)
             if layer is None and i in outputs:  # the converter names the model's output by its signature
                 layer = layers[-1]
-            if layer is not None:
-                prev = chosen.get(layer)
-                chosen[layer] = (op["op_name"] if op["op_name"] in MAC_OPS or prev is None else prev[0], i)
+            if layer is None:
+                continue
+            if op["op_name"] in MAC_OPS or layer not in label:
+                label[layer] = op["op_name"]
+            after = [layers_in(details[int(o)]["name"], layers) for r in readers.get(i, []) for o in r["outputs"]]
+            if not (after and all(layer in names for names in after)):  # else a step inside the layer (a
+                tensor[layer] = i  # separable conv's depthwise op), not the layer's output
+    chosen = {layer: (label[layer], i) for layer, i in tensor.items()}
     inp = interp.get_input_details()[0]
     batch = len(images) if inp["shape_signature"][0] == -1 else int(inp["shape"][0])  # batch-1 files: one by one
     if batch != inp["shape"][0]:

@@ -101,6 +101,9 @@ def load_image_folder(path: Path, cfg: DataConfig) -> Dataset:
         raise DataError(f"{path}: preprocessing none takes images as they are, but not all are "
                         f"{size[0]}x{size[1]}; use resize preprocessing")
     splits = _split(scanned, cfg, path)
+    if "val" in layout and cfg.val_size:  # 0: what evaluation asks for, having no use for a validation split
+        notes.append(f"--val-size {cfg.val_size} not used: {layout['val'].name}/ is the validation split "
+                     f"({len(splits['val'])} images)")
     if "all" in layout and cfg.whole:
         notes.append(f"{path} has no train/ and test/ folders: all {len(splits['test'])} of its images are the "
                      "evaluation set")

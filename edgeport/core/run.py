@@ -198,6 +198,21 @@ class RunFolder:
         self._datasets.clear()
         return present
 
+    def start_export(self) -> None:
+        """Remove what describes the earlier export as a new one starts: the manifest (an export in progress must not
+        look complete), the reports and the Model Explorer data (they describe the files this export replaces)."""
+        import sys
+
+        (self.path / MANIFEST).unlink(missing_ok=True)
+        gone = [n for n in REPORTS if (self.path / n).is_file()]
+        gone += [f"{MODEL_EXPLORER}/"] if (self.path / MODEL_EXPLORER).is_dir() else []
+        for name in REPORTS:
+            (self.path / name).unlink(missing_ok=True)
+        shutil.rmtree(self.path / MODEL_EXPLORER, ignore_errors=True)
+        if gone:
+            print(f"edgeport: note: removed the earlier {', '.join(gone)}: they describe the files this export "
+                  f"replaces; `edgeport eval {self.path}` writes new ones", file=sys.stderr)
+
     def clear_downstream(self) -> None:
         """Remove what describes an older model (manifest, reports) once the reference model changes."""
         for name in (MANIFEST, CALIBRATION_CURVE, *REPORTS):

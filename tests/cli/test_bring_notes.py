@@ -2,7 +2,7 @@
 
 from types import SimpleNamespace
 
-from train.bring import _scale_notes
+from edgeport.train.bring import _scale_notes
 
 
 def test_scale_note_names_mean_and_std_when_given():
@@ -22,7 +22,7 @@ def test_scale_note_without_mean_std_is_unchanged():
 def test_unregistered_custom_layer_error_names_class_and_remedy():
     from pathlib import Path
 
-    from train.bring import _load_error
+    from edgeport.train.bring import _load_error
 
     exc = TypeError("Could not locate class 'MyBlock'. Make sure custom classes are decorated with "
                     "`@keras.saving.register_keras_serializable()`. Full object config: " + "{'x': 1}" * 100)

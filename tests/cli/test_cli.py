@@ -68,6 +68,8 @@ def test_damaged_artifact_is_reported_not_fatal(tiny_run, tmp_path, capsys):
     (["train", "--out", "{tmp}/r", "--model", "nope"], "unknown model 'nope'; expected one of"),
     (["train", "--out", "{tmp}/r", "--data-dir", "{tmp}"], "no dataset here"),
     (["train", "--out", "{tmp}/r", "--epochs", "0"], "--epochs must be >= 1"),
+    (["train", "--out", "{tmp}/r", "--test-limit", "0"], "--test-limit must be >= 1, got 0"),
+    (["train", "--out", "{tmp}/r", "--test-fraction", "0"], "--test-fraction must be in (0, 1), got 0"),
     (["train", "--out", "{tmp}/afile/r"], "cannot write to output folder"),
     (["export", "{tmp}"], "model.keras: Keras model file not found"),
     (["export", "{tmp}", "--targets", "tflite_fp64"], "unknown export target 'tflite_fp64'"),
@@ -149,6 +151,9 @@ def test_train_flags_reach_the_config(monkeypatch, tmp_path):
     assert main(["train", "--out", str(tmp_path / "t"), "--model", "mobilenet_v2", "--augment-shift", "0"]) == 0
     assert seen["cfg"].model == "mobilenet_v2" and seen["cfg"].augment_shift == 0
     assert main(["train", "--out", str(tmp_path / "t")]) == 0 and seen["cfg"].augment_shift == 2  # the default
+    assert seen["cfg"].data.val_size is None
+    assert main(["train", "--out", str(tmp_path / "t"), "--val-size", "0"]) == 0  # no validation split: not dropped
+    assert seen["cfg"].data.val_size == 0
 
 
 def test_a_loose_int8_file_is_called_int8_not_by_its_float_io(tiny_run, artifacts, tmp_path, capsys):

@@ -67,7 +67,8 @@ def test_default_thresholds_are_the_documented_ones():
 @pytest.mark.parametrize("argv, message", [
     (["verify", "{tmp}"], "no manifest.json here"),
     (["verify", "{run}", "--min-agreement", "1.5"], "--min-agreement is a fraction in [0, 1]"),
-    (["verify", "{run}", "--max-drop", "-1"], "--max-drop is in percentage points and must be >= 0"),
+    (["verify", "{run}", "--max-drop", "-1"], "--max-drop is in percentage points and must be a finite number >= 0"),
+    (["verify", "{run}", "--max-drop", "inf"], "must be a finite number >= 0, got 'inf'"),
     (["verify", "{run}", "--max-drop", "lots"], "--max-drop takes a number of percentage points, got 'lots'"),
     (["verify", "{noref}"], "no reference.npz here"),
 ])

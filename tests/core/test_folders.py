@@ -53,6 +53,9 @@ def test_val_folder_is_used_and_default_val_is_ten_percent(tmp_path):
     make_folder(tmp_path, n=2, split="val")
     d = load(tmp_path)
     assert (len(d.train_images), len(d.val_images), set(d.files)) == (40, 4, {"train/", "val/", "test/"})
+    assert not any("--val-size" in n for n in d.notes + load(tmp_path, val_size=0).notes)  # 0: evaluation's own
+    d = load(tmp_path, val_size=10)  # the folder's own split wins, and a note says the flag was not used
+    assert len(d.val_images) == 4 and "--val-size 10 not used: val/ is the validation split (4 images)" in d.notes
 
 
 def test_single_split_is_stratified_seeded_and_disjoint(tmp_path):

@@ -109,3 +109,26 @@ def test_each_method_gives_its_own_ranges(tiny_run, tmp_path):
     minmax, entropy = (np.array([scales[m][k] for k in common]) for m in ("minmax", "entropy"))
     assert (entropy < 0.9 * minmax).any()  # ReLU outputs: the threshold cuts the long tail
     assert scales["percentile"] != scales["minmax"]
+
+
+def test_a_calibration_size_above_the_split_is_said_and_recorded(raw_pixels, tmp_path, capsys):
+    model, data = raw_pixels
+    out = tmp_path / "run"
+    assert main(["export", "--model", str(model), "--data", str(data), "--out", str(out), "--targets", "tflite_int8",
+                 "--val-size", "200", "--calibration-size", "100000", "--no-sensitivity"]) == 0
+    assert "--calibration-size 100000: the train split has 400 images; calibrating on all of them" in (
+        capsys.readouterr().err)
+    (art,) = json.loads((out / "manifest.json").read_text())["artifacts"]
+    assert art["lineage"]["conversion"]["calibration"]["size"] == 400
+
+
+def test_a_curve_beside_a_budget_says_its_points_are_full_int8():
+    """The curve converts the reference model full int8: the exported files may keep layers in float."""
+    from edgeport.export.calibration_curve import _notes
+    from edgeport.export.export import ExportConfig
+
+    plain = ExportConfig(targets=("tflite_int8",))
+    assert not any("full-int8" in n for n in _notes(plain, ["tflite_int8"]))
+    for cfg in (ExportConfig(targets=("tflite_int8",), max_drop=1.0),
+                ExportConfig(targets=("tflite_int8",), keep_float=("conv2d",))):
+        assert any(n.startswith("every point is a full-int8 file") for n in _notes(cfg, ["tflite_int8"]))

@@ -208,7 +208,7 @@ def test_report_gains_the_rows_without_runtime_changes(recipe_run):
         assert rows[name]["agreement"] >= 0.9, name
 
 
-@pytest.mark.parametrize("value", [-0.1, "lots"])
+@pytest.mark.parametrize("value", [-0.1, "lots", float("inf")])
 def test_bad_variant_max_drop(value):
     with pytest.raises(ConfigError, match=r"variant 1 \(float\): max_drop"):
         parse_recipe(_recipe({"method": "float", "targets": ["tflite_int8"], "max_drop": value}))

@@ -139,7 +139,8 @@ def test_model_explorer_node_data_names_tensors_of_the_file(budgeted):
         assert [g["stop"] for g in data["gradient"]] == [0, 1]
 
 
-@pytest.mark.parametrize("value,words", [("-1", "must be >= 0"), ("abc", "takes a number")])
+@pytest.mark.parametrize("value,words", [("-1", "must be a finite number >= 0"), ("inf", "must be a finite number"),
+                                         ("abc", "takes a number")])
 def test_bad_max_drop_is_one_line(broken, tmp_path, capsys, value, words):
     out = tmp_path / "run"
     assert main(["export", "--model", str(broken), "--out", str(out), "--targets", INT8, "--max-drop", value,
