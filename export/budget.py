@@ -21,7 +21,8 @@ import numpy as np
 from edgeport.core.errors import BudgetError, ConfigError
 from edgeport.export.layers import check_keep_float, layer_names
 
-MIXED_TARGETS = ("tflite_int8", "tflite_int8_float_io", "onnx_static_int8")  # converters that honour keep_float
+MIXED_TARGETS = ("tflite_int8", "tflite_int8_float_io", "web_tflite_int8",  # converters that honour keep_float
+                 "onnx_static_int8")
 CARVE_SEED = 0  # without a validation split, this seeded share of train measures the budget
 
 

@@ -16,14 +16,15 @@ from edgeport.core.errors import ExportError
 from edgeport.export.layers import layer_names, onnx_nodes, tflite_nodes
 
 
-def tflite_selective(conv, model, path: Path, ctx, int8_io: bool, keep: tuple[str, ...]) -> dict:
-    """Write an int8 .tflite with the ops of the layers in `keep` left in float; return the conversion settings."""
+def tflite_selective(conv, model, path: Path, ctx, int8_io: bool, keep: tuple[str, ...], graph: str = "model") -> dict:
+    """Write an int8 .tflite with the ops of the layers in `keep` left in float; return the conversion settings.
+    `graph`: what `conv` traces (full_int8's), so the browser's batch-1 file is not quantised from another shape."""
     from tensorflow.lite.python import convert
 
     from edgeport.export.tflite_export import TFLITE_CALIBRATION, representative
 
     tf = ctx.tf
-    key = ("tflite_calibrated", id(model))
+    key = ("tflite_calibrated", id(model), graph)
     if key not in ctx.cache:
         conv.optimizations = [tf.lite.Optimize.DEFAULT]
         conv.representative_dataset = representative(ctx)

@@ -43,8 +43,10 @@ def export_tflite_int8(model, path: Path, ctx) -> dict:
     return full_int8(_converter(model, ctx), model, path, ctx, int8_io=True)
 
 
-def full_int8(conv, model, path: Path, ctx, int8_io: bool) -> dict:
+def full_int8(conv, model, path: Path, ctx, int8_io: bool, graph: str = "model") -> dict:
     """Full-integer conversion with `conv` (any TFLiteConverter over `model`); int8 or float32 I/O at the edges.
+    `graph` names what `conv` traces ("model"; "batch1" for the browser's fixed shape): files of one graph share
+    a calibration when layers are kept in float.
 
     The one place full-int8 settings live: tflite_int8, tflite_int8_float_io and web_tflite_int8 all call it."""
     tf = ctx.tf
@@ -52,7 +54,7 @@ def full_int8(conv, model, path: Path, ctx, int8_io: bool) -> dict:
     if ctx.keep_float and not qat:  # some layers stay float (export/mixed.py)
         from edgeport.export.mixed import tflite_selective
 
-        return tflite_selective(conv, model, path, ctx, int8_io, ctx.keep_float)
+        return tflite_selective(conv, model, path, ctx, int8_io, ctx.keep_float, graph)
     conv.optimizations = [tf.lite.Optimize.DEFAULT]
     if not qat:  # a QAT model's fake-quant ops already say int8 everywhere; the converter's INT8-only check wants data
         conv.representative_dataset = representative(ctx)

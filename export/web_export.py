@@ -40,4 +40,5 @@ def export_web_tflite_fp32(model, path: Path, ctx) -> dict:
           atol=None, min_agreement=0.95)
 def export_web_tflite_int8(model, path: Path, ctx) -> dict:
     # float32 I/O: LiteRT.js refuses int8 input tensors; quantise and dequantise happen inside the file.
-    return {**full_int8(_batch1_converter(model, ctx), model, path, ctx, int8_io=False), "batch": BROWSER_BATCH}
+    return {**full_int8(_batch1_converter(model, ctx), model, path, ctx, int8_io=False, graph="batch1"),
+            "batch": BROWSER_BATCH}

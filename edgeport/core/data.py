@@ -315,6 +315,12 @@ def _from_arrays(arrays: dict, digests: dict, cfg: DataConfig, source: str, kind
         train_x, train_y = _nhwc(arrays["train_images"]), arrays["train_labels"].astype(np.int64)
     else:  # evaluation-only data
         train_x, train_y = test_x[:0], test_y[:0]
+    if source != BUNDLED:  # the bundled files are in their published, mixed order: the fixed split stays
+        (train_x, train_y), note = _mix_if_grouped(train_x, train_y, "train", cfg.seed, 0)
+        notes += note
+        if cfg.test_limit is not None:  # only a limit makes the test order matter
+            (test_x, test_y), note = _mix_if_grouped(test_x, test_y, "test", cfg.seed, 1)
+            notes += note
     if cfg.train_limit is not None:
         train_x, train_y = train_x[: cfg.train_limit], train_y[: cfg.train_limit]
     if cfg.test_limit is not None:
@@ -335,6 +341,18 @@ def _from_arrays(arrays: dict, digests: dict, cfg: DataConfig, source: str, kind
     return Dataset(train_images=train_x[:cut], train_labels=train_y[:cut], val_images=train_x[cut:],
                    val_labels=train_y[cut:], test_images=test_x, test_labels=test_y, spec=spec, source=source,
                    kind=kind, files=digests, notes=tuple(notes))
+
+
+def _mix_if_grouped(x: np.ndarray, y: np.ndarray, split: str, seed: int, stream: int) -> tuple[tuple, list[str]]:
+    """Shuffle a split (seeded) whose labels come grouped by class, one block per class, as arrays built by
+    concatenating per-class arrays do: its first N images (--train-limit, calibration) and its last ones (the
+    validation split) would otherwise hold only one or two classes. Any other order is kept as given."""
+    classes = len(np.unique(y))
+    if classes < 2 or np.count_nonzero(np.diff(y)) != classes - 1:
+        return (x, y), []
+    order = np.random.default_rng([seed, 6, stream]).permutation(len(y))
+    return (x[order], y[order]), [f"{split} labels come grouped by class ({classes} blocks): shuffled with seed "
+                                  f"{seed} before splitting, so every split and subset holds every class"]
 
 
 def read_labels_file(path: str | Path) -> list[str]:

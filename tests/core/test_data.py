@@ -151,6 +151,28 @@ def test_npz_dataset_rgb_with_labels(tmp_path):
     assert set(d.files) == {"d.npz"}
 
 
+def test_npz_grouped_by_class_is_shuffled_so_every_split_holds_every_class(tmp_path):
+    """Arrays made by concatenating per-class arrays: the validation split (the end of train), a --train-limit
+    and calibration (the start) would each see one class. They are shuffled (seeded), with a note; mixed arrays
+    keep their order."""
+    rng = np.random.default_rng(0)
+    path = tmp_path / "grouped.npz"
+    y = np.repeat(np.arange(3), 40)  # 0...0 1...1 2...2
+    x = (y[:, None, None] * 80 + rng.integers(0, 10, (120, 6, 6))).astype(np.uint8)
+    np.savez(path, x_train=x, y_train=y, x_test=x[::4], y_test=y[::4])
+    d = data.load_dataset(path, train_limit=60, test_limit=12)
+    assert set(d.val_labels) == {0, 1, 2} and set(d.train_labels[:20]) == {0, 1, 2}
+    assert set(d.test_labels) == {0, 1, 2}
+    assert np.array_equal(d.train_images[:, 0, 0, 0] // 80, d.train_labels)  # images moved with their labels
+    assert any("grouped by class" in n and "seed 0" in n for n in d.notes)
+    again = data.load_dataset(path, train_limit=60, test_limit=12)
+    assert np.array_equal(again.val_labels, d.val_labels)  # the same split on every load
+    mixed = tmp_path / "mixed.npz"
+    np.savez(mixed, x_train=x, y_train=np.tile(np.arange(3), 40), x_test=x[:30], y_test=y[:30])
+    kept = data.load_dataset(mixed)
+    assert np.array_equal(kept.train_labels, np.tile(np.arange(3), 40)[:108]) and not kept.notes
+
+
 def test_npz_for_evaluation_only_and_float_images(tmp_path):
     path = tmp_path / "test.npz"
     np.savez(path, x_test=np.linspace(0, 1, 2 * 4 * 4).reshape(2, 4, 4), y_test=np.array([0, 1]))

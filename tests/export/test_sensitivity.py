@@ -314,3 +314,19 @@ def test_every_quantised_tflite_file_gets_a_sensitivity_table(tiny_run, tmp_path
     assert median["tflite_fp16"] > median["tflite_int16x8"] and median["tflite_fp16"] > 50
     assert all(r["rmse_over_scale"] is None for r in arts["tflite_fp16"]["sensitivity"])  # float activations
     assert any(r["rmse_over_scale"] is not None for r in arts["tflite_int16x8"]["sensitivity"])
+
+
+def test_the_browsers_int8_file_keeps_the_same_layers_in_float_at_batch_1(broken, tmp_path):
+    """web_tflite_int8 is full int8 too: a budget fixes it like tflite_int8, from its own batch-1 graph (a shared
+    calibration of the dynamic-batch graph would give the browser a shape LiteRT.js refuses)."""
+    from ai_edge_litert.interpreter import Interpreter
+
+    out = tmp_path / "run"
+    assert main(["export", "--model", str(broken), "--out", str(out), "--targets", "tflite_int8,web_tflite_int8",
+                 "--max-drop", "1", "--no-sensitivity", *DATA]) == 0
+    arts = {a["name"]: a for a in json.loads((out / "manifest.json").read_text())["artifacts"]}
+    web, tfl = arts["web_tflite_int8"]["lineage"]["conversion"], arts["tflite_int8"]["lineage"]["conversion"]
+    assert web["budget"]["tries"][0]["drop"] > 10 and web["budget"]["validation_drop"] <= 1.0
+    assert web["kept_float"] == tfl["kept_float"] and "conv2d" in web["kept_float"]
+    (inp,) = Interpreter(model_path=str(out / arts["web_tflite_int8"]["path"])).get_input_details()
+    assert list(inp["shape"]) == [1, 28, 28, 1] and inp["dtype"] == np.float32
