@@ -8,12 +8,13 @@ output (after its DequantizeLinear, so the value the next op reads). Hand-writte
 `tf.lite.experimental.QuantizationDebugger` / `onnxruntime.quantization.qdq_loss_debug`: both report one
 whole-tensor figure, and that is what this module must not rely on.
 
-Per layer: `tensor`, the file's name of the tensor compared (so a graph viewer can find it: Model Explorer node
-data, runtime/report_quant.py); `sqnr_db`, the median over output channels of the channel's SQNR (signal power /
-error power, dB); `worst_channel_sqnr_db`; `tensor_sqnr_db`, the whole-tensor SQNR; and `rmse_over_scale`, the RMSE
-in units of the tensor's quantisation step (None for a tensor kept in float). Why per channel: a channel carrying a huge
-constant sets a tensor's int8 range, every other channel rounds to zero, and the whole-tensor SQNR still looks
-fine because the constant dominates the power; the median channel sees the other channels crushed.
+Per layer: `tensor`, the file's name of the tensor compared, and for ONNX `node`, the name of the node making it
+(what a graph viewer finds: Model Explorer node data, runtime/report_quant.py); `sqnr_db`, the median over output
+channels of the channel's SQNR (signal power / error power, dB); `worst_channel_sqnr_db`; `tensor_sqnr_db`, the
+whole-tensor SQNR; and `rmse_over_scale`, the RMSE in units of the tensor's quantisation step (None for a tensor
+kept in float). Why per channel: a channel carrying a huge constant sets a tensor's int8 range, every other channel
+rounds to zero, and the whole-tensor SQNR still looks fine because the constant dominates the power; the median
+channel sees the other channels crushed.
 """
 
 from __future__ import annotations
@@ -60,12 +61,13 @@ def layer_sensitivity(path: str | Path, model, images: np.ndarray, reference: di
     for order, name in enumerate(layers):
         if name not in quant:
             continue
-        op, values, scale, tensor = quant[name]
+        op, values, scale, tensor, node = quant[name]
         ref = reference[name][: len(values)]
         values = _match_layout(values, ref)
         if values is None:
             continue
-        rows.append({"layer": name, "op": op, "tensor": tensor, "order": order, **channel_stats(ref, values, scale)})
+        rows.append({"layer": name, "op": op, "tensor": tensor, **({"node": node} if node else {}), "order": order,
+                     **channel_stats(ref, values, scale)})
     rows.sort(key=lambda r: (r["sqnr_db"] if r["sqnr_db"] is not None else SQNR_CAP_DB, r["order"]))
     for r in rows:
         del r["order"]
@@ -113,7 +115,8 @@ def _match_layout(values: np.ndarray, ref: np.ndarray) -> np.ndarray | None:
 
 
 def _tflite_outputs(path: Path, images: np.ndarray, layers: list[str]) -> dict:
-    """layer -> (op, dequantised output of the layer's last op, step or None for a float tensor, tensor name)."""
+    """layer -> (op, dequantised output of the layer's last op, step or None for a float tensor, tensor name,
+    None: Model Explorer finds a TFLite op by its output tensor's name)."""
     from ai_edge_litert.interpreter import Interpreter, OpResolverType
 
     # without XNNPACK: a delegate replaces the ops it takes by one node and keeps only their last output
@@ -161,13 +164,15 @@ def _tflite_outputs(path: Path, images: np.ndarray, layers: list[str]) -> dict:
         step, zp = t["quantization"]
         quantised = t["dtype"] != np.float32
         found[layer] = (op, (values.astype(np.float32) - zp) * step if quantised else values, step if quantised
-                        else None, t["name"])
+                        else None, t["name"], None)
     return found
 
 
 def _onnx_outputs(path: Path, images: np.ndarray, layers: list[str]) -> dict:
     """layer -> (op, output of the layer's last node, after its DequantizeLinear where it has one, step or None,
-    the node's own output name)."""
+    the node's own output name, the node's name as Model Explorer's ONNX adapter gives it: its id there, by which
+    node data finds it (the adapter does not look nodes up by output tensor name; an unnamed node is `<node_i>`,
+    i its index in the graph, as model-explorer-onnx names it))."""
     import onnx
     import onnxruntime as ort
 
@@ -194,8 +199,8 @@ def _onnx_outputs(path: Path, images: np.ndarray, layers: list[str]) -> dict:
             found += next_ops(node.output[0]) if qdq else [node]
         return found
 
-    chosen: dict[str, tuple[str, str, float | None, str]] = {}  # layer -> (op, tensor read, step, node output)
-    for node in proto.graph.node:
+    chosen: dict[str, tuple] = {}  # layer -> (op, tensor read, step, node output, node id)
+    for index, node in enumerate(proto.graph.node):
         if node.op_type in ("QuantizeLinear", "DequantizeLinear"):
             continue
         tensor = node.output[0]
@@ -207,9 +212,9 @@ def _onnx_outputs(path: Path, images: np.ndarray, layers: list[str]) -> dict:
         deq = [n for n in readers.get(tensor, []) if n.op_type == "DequantizeLinear" and n.input[1] in inits]
         if twin == tensor and deq:  # an op on int8 values (a ReLU moved after QuantizeLinear as Clip): dequantised
             twin, step = deq[0].output[0], float(onnx.numpy_helper.to_array(inits[deq[0].input[1]]).ravel()[0])
-        chosen[layer] = (_onnx_op(proto, layer, layers), twin, step, tensor)
+        chosen[layer] = (_onnx_op(proto, layer, layers), twin, step, tensor, node.name or f"<node_{index}>")
     existing = {o.name for o in proto.graph.output}
-    for _, tensor, _, _ in chosen.values():
+    for _, tensor, *_ in chosen.values():
         if tensor not in existing and tensor in produced:
             proto.graph.output.append(onnx.helper.make_tensor_value_info(tensor, onnx.TensorProto.FLOAT, None))
     opts = ort.SessionOptions()
@@ -218,7 +223,8 @@ def _onnx_outputs(path: Path, images: np.ndarray, layers: list[str]) -> dict:
     feed = {sess.get_inputs()[0].name: images.astype(np.float32)}
     names = [o.name for o in sess.get_outputs()]
     values = dict(zip(names, sess.run(names, feed), strict=True))
-    return {layer: (op, values[t], step, own) for layer, (op, t, step, own) in chosen.items() if t in values}
+    return {layer: (op, values[t], step, own, node) for layer, (op, t, step, own, node) in chosen.items()
+            if t in values}
 
 
 # every quantised file: full-integer int8, int16 activations, and the float-activation ones (float16 or int8

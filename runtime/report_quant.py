@@ -4,9 +4,10 @@ table and a bar chart) and what the accuracy budget kept in float. Reads report.
 Beside the report, each quantised file's sensitivity is also written as Model Explorer node data
 (`model_explorer/<artifact>.json`), so the errors can be seen on the graph: open the .tflite/.onnx file in Model
 Explorer (`pip install ai-edge-model-explorer`; `model-explorer-onnx` for ONNX) and load that JSON as node data.
-The format is Model Explorer's `GraphNodeData` (results keyed by output tensor name, which it matches against each
-node's outputs; a colour gradient from the worst to the best value), written here as plain JSON so the report needs
-neither package.
+The format is Model Explorer's `GraphNodeData`: results keyed by what the viewer finds a node by (a key is looked up
+as an output tensor name its adapter recorded, else as a node id): for TFLite the op's output tensor name, for ONNX
+the node's name (model-explorer-onnx's node id; it records no tensor names that way), and a colour gradient from the
+worst to the best value. Written as plain JSON so the report needs neither package.
 """
 
 from __future__ import annotations
@@ -58,9 +59,9 @@ def budget_line(row: dict) -> str | None:
 
 
 def node_data(row: dict) -> dict | None:
-    """Model Explorer `GraphNodeData` for one artifact's sensitivity rows: each layer's tensor coloured by its
+    """Model Explorer `GraphNodeData` for one artifact's sensitivity rows: each layer's node coloured by its
     median-channel SQNR (dB), red at the worst value, white at the best. None when no row names its tensor."""
-    results = {s["tensor"]: {"value": s["sqnr_db"]} for s in row.get("sensitivity") or []
+    results = {s.get("node") or s["tensor"]: {"value": s["sqnr_db"]} for s in row.get("sensitivity") or []
                if s.get("tensor") and s.get("sqnr_db") is not None}
     if not results:
         return None
